@@ -1,0 +1,280 @@
+// Package api serves CIMI over HTTP: routes, content negotiation, request
+// decoding and error mapping. Handlers are thin: they decode, validate,
+// check the resource's state, and hand every change to a Job; reads are
+// answered from the store. Nothing here calls the hypervisor.
+package api
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/gorilla/mux"
+
+	"cimid/agent/cimi"
+	"cimid/agent/errdefs"
+)
+
+// MaxBodyBytes bounds every request body.
+const MaxBodyBytes = 1 << 20
+
+// Route is one endpoint contributed by a service.
+type Route struct {
+	Method  string
+	Path    string // below /cimi, gorilla/mux syntax, e.g. "/machines/{id}"
+	Handler HandlerFunc
+}
+
+// HandlerFunc answers one request.
+type HandlerFunc func(rq *Request) (Reply, error)
+
+// Reply is what a handler answers.
+type Reply struct {
+	Status   int    // default 200
+	Body     any    // a cimi document, or nil for an empty body
+	Location string // resource path (relative to the base URI) for the Location header
+	JobID    string // set for state-changing requests: the CIMI-Job-URI header
+	ETag     string
+}
+
+// Server is the HTTP side of the agent.
+type Server struct {
+	router *mux.Router
+	log    *slog.Logger
+}
+
+// NewServer builds the router from the routes every service contributes.
+func NewServer(log *slog.Logger, routes ...[]Route) *Server {
+	s := &Server{router: mux.NewRouter(), log: log}
+	s.router.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.fail(w, r, errdefs.NotFoundf("no resource at %s", r.URL.Path))
+	})
+	s.router.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.fail(w, r, errdefs.New(errdefs.MethodNotAllowed, "%s is not allowed on %s", r.Method, r.URL.Path))
+	})
+	for _, list := range routes {
+		for _, rt := range list {
+			s.router.Handle("/cimi"+rt.Path, s.wrap(rt.Handler)).Methods(rt.Method)
+		}
+	}
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("CIMI-Specification-Version", cimi.SpecVersion)
+	if err := checkSpecVersion(r.Header.Get("CIMI-Specification-Version")); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.router.ServeHTTP(w, r)
+}
+
+// checkSpecVersion accepts requests that name no version or at least one
+// 1.x version; others get 400 listing what is served.
+func checkSpecVersion(header string) error {
+	if strings.TrimSpace(header) == "" {
+		return nil
+	}
+	for _, v := range strings.Split(header, ",") {
+		v = strings.TrimSpace(v)
+		if v == "1" || strings.HasPrefix(v, "1.0") || strings.HasPrefix(v, "1.1") {
+			return nil
+		}
+	}
+	return errdefs.Invalidf("CIMI-Specification-Version %q is not served; this provider serves 1.1.0 (and accepts 1.0.x requests)", header)
+}
+
+func (s *Server) wrap(h HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		format, err := cimi.Negotiate(r.URL.Query().Get("$format"), r.Header.Get("Accept"))
+		if err != nil {
+			s.fail(w, r, errdefs.Wrap(errdefs.NotAcceptable, err))
+			return
+		}
+		rq := &Request{Request: r, Vars: mux.Vars(r), Format: format, URLs: URLsFor(r)}
+		reply, err := h(rq)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		s.write(w, rq, reply)
+	})
+}
+
+func (s *Server) write(w http.ResponseWriter, rq *Request, reply Reply) {
+	h := w.Header()
+	if reply.Location != "" {
+		h.Set("Location", rq.URLs.Abs(reply.Location))
+	}
+	if reply.JobID != "" {
+		h.Set("CIMI-Job-URI", rq.URLs.Abs("jobs/"+reply.JobID))
+	}
+	if reply.ETag != "" {
+		h.Set("ETag", `"`+reply.ETag+`"`)
+	}
+	status := reply.Status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	if reply.Body == nil {
+		h.Set("Content-Length", "0")
+		w.WriteHeader(status)
+		return
+	}
+	h.Set("Content-Type", rq.Format.ContentType())
+	w.WriteHeader(status)
+	if rq.Method == http.MethodHead {
+		return
+	}
+	if err := cimi.Encode(w, rq.Format, reply.Body); err != nil {
+		s.log.Error("write response", "path", rq.URL.Path, "err", err)
+	}
+}
+
+// fail answers with the CIMI error document: a failed Job describing what
+// was wrong.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	status := errdefs.HTTPStatus(err)
+	msg := err.Error()
+	if status == http.StatusInternalServerError {
+		s.log.Error("internal error", "method", r.Method, "path", r.URL.Path, "err", err)
+	} else {
+		s.log.Debug("request refused", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
+	}
+	format, nerr := cimi.Negotiate(r.URL.Query().Get("$format"), r.Header.Get("Accept"))
+	if nerr != nil {
+		format = cimi.JSON // a 406 still needs a readable body
+	}
+	urls := URLsFor(r)
+	body := &cimi.Job{
+		Common:         cimi.Common{ResourceURI: cimi.TypeURI("Job")},
+		State:          cimi.JobFailed,
+		Action:         actionOf(r),
+		ReturnCode:     status,
+		Progress:       100,
+		StatusMessage:  msg,
+		TargetResource: cimi.NewRef(urls.Base() + strings.TrimPrefix(strings.TrimPrefix(r.URL.Path, "/cimi"), "/")),
+	}
+	w.Header().Set("Content-Type", format.ContentType())
+	w.Header().Set("CIMI-Specification-Version", cimi.SpecVersion)
+	w.WriteHeader(status)
+	if err := cimi.Encode(w, format, body); err != nil {
+		s.log.Error("write error response", "err", err)
+	}
+}
+
+func actionOf(r *http.Request) string {
+	switch r.Method {
+	case http.MethodPost:
+		return cimi.RelAdd
+	case http.MethodPut:
+		return cimi.RelEdit
+	case http.MethodDelete:
+		return cimi.RelDelete
+	}
+	return ""
+}
+
+// Request is a decoded HTTP request as handlers see it.
+type Request struct {
+	*http.Request
+	Vars   map[string]string
+	Format cimi.Format
+	URLs   URLs
+}
+
+// Body reads the request body within MaxBodyBytes.
+func (rq *Request) Body() ([]byte, error) {
+	b, err := io.ReadAll(http.MaxBytesReader(nil, rq.Request.Body, MaxBodyBytes))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return nil, errdefs.New(errdefs.TooLarge, "request body exceeds %d bytes", MaxBodyBytes)
+		}
+		return nil, errdefs.Invalidf("read request body: %v", err)
+	}
+	return b, nil
+}
+
+// Decode reads and parses the body into v, accepting the given document
+// types (XML root element or JSON resourceURI).
+func (rq *Request) Decode(v any, types ...string) error {
+	body, err := rq.Body()
+	if err != nil {
+		return err
+	}
+	f, err := cimi.BodyFormat(rq.Header.Get("Content-Type"), body)
+	if err != nil {
+		return errdefs.Wrap(errdefs.UnsupportedMedia, err)
+	}
+	if err := cimi.DecodeRequest(body, f, v, types...); err != nil {
+		return errdefs.Wrap(errdefs.Invalid, err)
+	}
+	return nil
+}
+
+// DecodeAction reads an Action body and checks that it names want (the
+// action URI; a short name is accepted too, surrounding space ignored).
+func (rq *Request) DecodeAction(want string) (cimi.Action, error) {
+	var a cimi.Action
+	if err := rq.Decode(&a, "Action"); err != nil {
+		return a, err
+	}
+	got := strings.TrimSpace(a.Action)
+	if got != "" && got != cimi.ActionURI(want) && got != want {
+		return a, errdefs.Invalidf("action %q was sent to the %s operation; expected %s", got, want, cimi.ActionURI(want))
+	}
+	return a, nil
+}
+
+// URLs turns resource paths into absolute URIs for one request.
+type URLs struct{ base string }
+
+// URLsFor derives the base URI from the request: scheme, Host, "/cimi/".
+func URLsFor(r *http.Request) URLs {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	host := r.Host
+	if host == "" {
+		host = "localhost"
+	}
+	return URLs{base: fmt.Sprintf("%s://%s/cimi/", scheme, host)}
+}
+
+// Base is the CloudEntryPoint's baseURI.
+func (u URLs) Base() string { return u.base }
+
+// Abs returns the absolute URI of a resource path such as "jobs/1".
+func (u URLs) Abs(path string) string {
+	if path == "" {
+		return ""
+	}
+	return u.base + strings.TrimPrefix(path, "/")
+}
+
+// Path turns an href from a request (absolute, or relative to the base URI)
+// into a resource path such as "machineImages/abc"; ok is false when the
+// href does not point into this provider.
+func (u URLs) Path(href string) (string, bool) {
+	href = strings.TrimSpace(href)
+	if href == "" {
+		return "", false
+	}
+	if i := strings.Index(href, "://"); i >= 0 {
+		rest := href[i+3:]
+		j := strings.Index(rest, "/cimi/")
+		if j < 0 {
+			return "", false
+		}
+		return strings.Trim(rest[j+len("/cimi/"):], "/"), true
+	}
+	href = strings.TrimPrefix(href, "/")
+	href = strings.TrimPrefix(href, "cimi/")
+	return strings.Trim(href, "/"), true
+}

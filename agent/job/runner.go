@@ -1,0 +1,478 @@
+package job
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"cimid/agent/errdefs"
+	"cimid/store"
+)
+
+// Runner owns the Jobs of one agent.
+type Runner struct {
+	db     *store.DB
+	log    *slog.Logger
+	kinds  map[string]Kind
+	locks  *lockTable
+	now    func() time.Time
+	retain time.Duration
+
+	mu       sync.Mutex
+	running  map[string]*active // by job id
+	draining bool
+	wg       sync.WaitGroup
+
+	base       context.Context // cancelled with errShutdown when draining ends
+	stopAll    context.CancelCauseFunc
+	progressIv time.Duration
+}
+
+type active struct {
+	cancel   context.CancelCauseFunc
+	userStop bool
+}
+
+// errShutdown is the cancel cause when the agent itself is stopping.
+var errShutdown = errors.New("agent shutting down")
+
+// errUserStop is the cancel cause of the CIMI stop operation.
+var errUserStop = errors.New("stopped on request")
+
+// Options tune a Runner.
+type Options struct {
+	// Retention is how long finished Jobs are kept (default 24 h).
+	Retention time.Duration
+	// Now replaces the clock in tests.
+	Now func() time.Time
+}
+
+// NewRunner makes a Runner; register kinds, then call Start.
+func NewRunner(db *store.DB, log *slog.Logger, opts Options) *Runner {
+	if opts.Retention == 0 {
+		opts.Retention = 24 * time.Hour
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	base, stop := context.WithCancelCause(context.Background())
+	return &Runner{
+		db: db, log: log, kinds: map[string]Kind{}, locks: newLockTable(),
+		now: opts.Now, retain: opts.Retention, running: map[string]*active{},
+		base: base, stopAll: stop, progressIv: 250 * time.Millisecond,
+	}
+}
+
+// Retention is how long finished Jobs are kept.
+func (r *Runner) Retention() time.Duration { return r.retain }
+
+// Register adds a kind. It must be called before Start.
+func (r *Runner) Register(name string, k Kind) {
+	if k.Run == nil {
+		panic("job kind " + name + " has no handler")
+	}
+	r.kinds[name] = k
+}
+
+// Submit stores a new Job and, in the same transaction, whatever intent
+// prepare writes; it then starts the Job. A prepare error aborts both.
+func (r *Runner) Submit(rec Record, prepare func(tx *store.Tx) error) (Record, error) {
+	if _, ok := r.kinds[rec.Kind]; !ok {
+		return Record{}, fmt.Errorf("submit job: unknown kind %q", rec.Kind)
+	}
+	r.mu.Lock()
+	draining := r.draining
+	r.mu.Unlock()
+	if draining {
+		return Record{}, errdefs.New(errdefs.Unavailable, "the agent is shutting down; try again when it is back")
+	}
+	now := r.now()
+	if rec.ID == "" {
+		rec.ID = NewID()
+	}
+	rec.State = Queued
+	rec.Created, rec.Updated, rec.TimeOfStatusChange = now, now, now
+	if len(rec.Affected) == 0 && rec.Target != "" {
+		rec.Affected = []string{rec.Target}
+	}
+	err := r.db.Update(func(tx *store.Tx) error {
+		if prepare != nil {
+			if err := prepare(tx); err != nil {
+				return err
+			}
+		}
+		return putRecord(tx, rec)
+	})
+	if err != nil {
+		return Record{}, err
+	}
+	r.launch(rec)
+	return rec, nil
+}
+
+// Get returns a stored Job.
+func (r *Runner) Get(id string) (Record, error) {
+	b, err := r.db.Get(Bucket, id)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return Record{}, errdefs.NotFoundf("job %s does not exist", id)
+		}
+		return Record{}, err
+	}
+	return decodeRecord(b)
+}
+
+// List returns every stored Job, oldest first.
+func (r *Runner) List() ([]Record, error) {
+	recs, err := r.db.List(Bucket)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Record, 0, len(recs))
+	for _, kv := range recs {
+		rec, err := decodeRecord(kv.Value)
+		if err != nil {
+			r.log.Error("skipping unreadable job record", "id", kv.ID, "err", err)
+			continue
+		}
+		out = append(out, rec)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].Created.Equal(out[j].Created) {
+			return out[i].Created.Before(out[j].Created)
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out, nil
+}
+
+// Cancellable reports whether the stop operation applies to rec now.
+func (r *Runner) Cancellable(rec Record) bool {
+	if rec.State == Queued {
+		return true
+	}
+	return rec.State == Running && r.kinds[rec.Kind].Cancellable
+}
+
+// Stop cancels a queued or running Job. The Job ends as STOPPED once its
+// handler has returned and its undo list has run.
+func (r *Runner) Stop(id string) (Record, error) {
+	rec, err := r.Get(id)
+	if err != nil {
+		return Record{}, err
+	}
+	if rec.Final() {
+		return rec, errdefs.Conflictf("job %s has already ended (%s)", id, rec.State)
+	}
+	if rec.State == Stopping {
+		return rec, nil
+	}
+	if !r.Cancellable(rec) {
+		return rec, errdefs.Conflictf("job %s (%s) cannot be stopped while it runs", id, rec.Kind)
+	}
+	rec, err = r.update(id, func(rec *Record) {
+		if !rec.Final() {
+			r.setState(rec, Stopping, "stop requested")
+		}
+	})
+	if err != nil {
+		return Record{}, err
+	}
+	r.mu.Lock()
+	if a := r.running[id]; a != nil {
+		a.userStop = true
+		a.cancel(errUserStop)
+	}
+	r.mu.Unlock()
+	return rec, nil
+}
+
+// Start recovers unfinished Jobs by their kind's rule and prunes old ones.
+// Call it once, after registering kinds and before serving requests.
+func (r *Runner) Start(ctx context.Context) error {
+	recs, err := r.List()
+	if err != nil {
+		return fmt.Errorf("list jobs: %w", err)
+	}
+	for _, rec := range recs {
+		if rec.Final() {
+			continue
+		}
+		if err := r.recover(ctx, rec); err != nil {
+			return err
+		}
+	}
+	r.prune()
+	go func() {
+		t := time.NewTicker(10 * time.Minute)
+		defer t.Stop()
+		for {
+			select {
+			case <-r.base.Done():
+				return
+			case <-t.C:
+				r.prune()
+			}
+		}
+	}()
+	return nil
+}
+
+// recover applies the restart rule to one unfinished Job:
+//
+//	stored state  kind            action
+//	QUEUED        any             run it (nothing had started)
+//	RUNNING       resumable       run it again (handlers are re-entrant)
+//	RUNNING       not resumable   Cleanup, then FAILED "interrupted"
+//	STOPPING      any             Cleanup, then STOPPED
+func (r *Runner) recover(ctx context.Context, rec Record) error {
+	k, known := r.kinds[rec.Kind]
+	switch {
+	case !known:
+		_, err := r.finish(rec.ID, Failed, CodeInterrupted, fmt.Sprintf("interrupted by an agent restart; this agent does not know job kind %q", rec.Kind))
+		return err
+	case rec.State == Queued || (rec.State == Running && k.Resumable):
+		r.log.Info("resuming job after restart", "job", rec.ID, "kind", rec.Kind, "state", rec.State)
+		updated, err := r.update(rec.ID, func(rec *Record) { rec.Resumed++ })
+		if err != nil {
+			return err
+		}
+		r.launch(updated)
+		return nil
+	default:
+		state, code, msg := Failed, CodeInterrupted, "interrupted by an agent restart before it finished"
+		if rec.State == Stopping {
+			state, code, msg = Stopped, CodeCancelled, "stopped on request"
+		}
+		if k.Cleanup != nil {
+			if err := k.Cleanup(ctx, rec); err != nil {
+				msg += "; cleanup failed: " + err.Error()
+			}
+		}
+		r.log.Info("ending interrupted job", "job", rec.ID, "kind", rec.Kind, "state", state)
+		_, err := r.finish(rec.ID, state, code, msg)
+		return err
+	}
+}
+
+// Shutdown stops accepting Jobs and waits until running ones finish or ctx
+// ends. Jobs still running then are interrupted without being marked: they
+// are recovered by rule at the next start.
+func (r *Runner) Shutdown(ctx context.Context) {
+	r.mu.Lock()
+	r.draining = true
+	r.mu.Unlock()
+	done := make(chan struct{})
+	go func() { r.wg.Wait(); close(done) }()
+	go func() {
+		select {
+		case <-done:
+		case <-ctx.Done():
+		}
+		r.stopAll(errShutdown)
+	}()
+	<-done
+	r.stopAll(errShutdown) // also ends the pruning loop
+}
+
+func (r *Runner) launch(rec Record) {
+	k := r.kinds[rec.Kind]
+	ctx, cancel := context.WithCancelCause(r.base)
+	r.mu.Lock()
+	r.running[rec.ID] = &active{cancel: cancel}
+	r.mu.Unlock()
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		defer cancel(nil)
+		defer func() {
+			r.mu.Lock()
+			delete(r.running, rec.ID)
+			r.mu.Unlock()
+		}()
+		r.run(ctx, k, rec)
+	}()
+}
+
+func (r *Runner) run(ctx context.Context, k Kind, rec Record) {
+	log := r.log.With("job", rec.ID, "kind", rec.Kind, "target", rec.Target)
+	release, err := r.locks.acquire(ctx, rec.Locks)
+	if err != nil {
+		r.ended(ctx, log, rec, nil, err)
+		return
+	}
+	defer release()
+	cur, err := r.update(rec.ID, func(rec *Record) {
+		if rec.State == Queued {
+			r.setState(rec, Running, "")
+		}
+	})
+	if err != nil {
+		log.Error("job record unavailable", "err", err)
+		return
+	}
+	if cur.State == Stopping {
+		r.ended(ctx, log, cur, nil, errUserStop)
+		return
+	}
+	x := &Exec{runner: r, rec: cur, log: log}
+	err = safeRun(ctx, k.Run, x)
+	r.ended(ctx, log, x.Record(), x, err)
+}
+
+func safeRun(ctx context.Context, h Handler, x *Exec) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("internal error: %v", p)
+		}
+	}()
+	return h(ctx, x)
+}
+
+// ended records the outcome of a run.
+func (r *Runner) ended(ctx context.Context, log *slog.Logger, rec Record, x *Exec, err error) {
+	r.mu.Lock()
+	userStop := r.running[rec.ID] != nil && r.running[rec.ID].userStop
+	r.mu.Unlock()
+	if err != nil && !userStop && errors.Is(context.Cause(ctx), errShutdown) {
+		// The agent is stopping: leave the Job as it is for recovery.
+		log.Info("job interrupted by shutdown; it will be recovered at the next start", "err", err)
+		return
+	}
+	if err == nil {
+		if x != nil {
+			x.flush()
+		}
+		if _, ferr := r.finish(rec.ID, Success, CodeOK, successMessage(x)); ferr != nil {
+			log.Error("record job success", "err", ferr)
+		}
+		log.Info("job succeeded")
+		return
+	}
+	undoCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
+	var undoErr error
+	if x != nil {
+		undoErr = x.undo(undoCtx)
+	}
+	state, code, msg := Failed, CodeFailed, err.Error()
+	if userStop || errors.Is(err, errUserStop) {
+		state, code, msg = Stopped, CodeCancelled, "stopped on request"
+		if k := r.kinds[rec.Kind]; k.Cleanup != nil && x == nil {
+			undoErr = k.Cleanup(undoCtx, rec)
+		}
+	}
+	if undoErr != nil {
+		msg += "; undo incomplete: " + undoErr.Error()
+	}
+	if _, ferr := r.finish(rec.ID, state, code, msg); ferr != nil {
+		log.Error("record job end", "err", ferr)
+	}
+	log.Info("job ended", "state", state, "message", msg)
+}
+
+func successMessage(x *Exec) string {
+	if x != nil && x.message != "" {
+		return x.message
+	}
+	return "done"
+}
+
+func (r *Runner) finish(id, state string, code int, msg string) (Record, error) {
+	return r.update(id, func(rec *Record) {
+		r.setState(rec, state, msg)
+		rec.ReturnCode = code
+		rec.Progress = 100
+	})
+}
+
+func (r *Runner) setState(rec *Record, state, msg string) {
+	now := r.now()
+	rec.State = state
+	rec.TimeOfStatusChange = now
+	rec.Updated = now
+	if msg != "" {
+		rec.StatusMessage = msg
+	}
+}
+
+// update applies fn to the stored record in one transaction.
+func (r *Runner) update(id string, fn func(*Record)) (Record, error) {
+	var out Record
+	err := r.db.Update(func(tx *store.Tx) error {
+		b, err := tx.Get(Bucket, id)
+		if err != nil {
+			return err
+		}
+		rec, err := decodeRecord(b)
+		if err != nil {
+			return err
+		}
+		fn(&rec)
+		out = rec
+		return putRecord(tx, rec)
+	})
+	return out, err
+}
+
+// prune removes finished Jobs older than the retention.
+func (r *Runner) prune() {
+	cutoff := r.now().Add(-r.retain)
+	recs, err := r.List()
+	if err != nil {
+		r.log.Error("prune jobs", "err", err)
+		return
+	}
+	err = r.db.Update(func(tx *store.Tx) error {
+		for _, rec := range recs {
+			if rec.Final() && rec.TimeOfStatusChange.Before(cutoff) {
+				if err := tx.Delete(Bucket, rec.ID); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		r.log.Error("prune jobs", "err", err)
+	}
+}
+
+func putRecord(tx *store.Tx, rec Record) error {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("encode job %s: %w", rec.ID, err)
+	}
+	return tx.Put(Bucket, rec.ID, b)
+}
+
+func decodeRecord(b []byte) (Record, error) {
+	var rec Record
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return Record{}, fmt.Errorf("decode job record: %w", err)
+	}
+	return rec, nil
+}
+
+// Delete removes a finished Job; a running one must be stopped first.
+func (r *Runner) Delete(id string) error {
+	return r.db.Update(func(tx *store.Tx) error {
+		b, err := tx.Get(Bucket, id)
+		if err != nil {
+			return errdefs.NotFoundf("job %s does not exist", id)
+		}
+		rec, err := decodeRecord(b)
+		if err != nil {
+			return err
+		}
+		if !rec.Final() {
+			return errdefs.Conflictf("job %s is %s: stop it first", id, rec.State)
+		}
+		return tx.Delete(Bucket, id)
+	})
+}

@@ -1,0 +1,65 @@
+//go:build testhooks
+
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"cimid/agent/api"
+	"cimid/agent/cimi"
+	"cimid/agent/errdefs"
+	"cimid/agent/job"
+)
+
+// testServices adds, in test builds only, a "sleep" operation whose Job
+// runs for a requested time: it lets tests observe Jobs that are running
+// when the agent is killed.
+func (a *Agent) testServices() []api.Service {
+	a.jobs.Register("test.sleep", job.Kind{Cancellable: true, Run: func(ctx context.Context, x *job.Exec) error {
+		var p struct{ Seconds float64 }
+		if err := x.Params(&p); err != nil {
+			return err
+		}
+		end := time.Now().Add(time.Duration(p.Seconds * float64(time.Second)))
+		for time.Now().Before(end) {
+			select {
+			case <-ctx.Done():
+				return context.Cause(ctx)
+			case <-time.After(50 * time.Millisecond):
+			}
+			x.Progress(int(100 - 100*time.Until(end).Seconds()/p.Seconds))
+		}
+		return nil
+	}})
+	return []api.Service{&sleepService{jobs: a.jobs}}
+}
+
+type sleepService struct{ jobs *job.Runner }
+
+func (s *sleepService) Collections() []string             { return nil }
+func (s *sleepService) Metadata() []cimi.ResourceMetadata { return nil }
+func (s *sleepService) Routes() []api.Route {
+	return []api.Route{{Method: http.MethodPost, Path: "/test/sleep", Handler: s.sleep}}
+}
+
+func (s *sleepService) sleep(rq *api.Request) (api.Reply, error) {
+	var body struct {
+		Seconds float64 `json:"seconds"`
+	}
+	raw, err := rq.Body()
+	if err != nil {
+		return api.Reply{}, err
+	}
+	if err := json.Unmarshal(raw, &body); err != nil || body.Seconds <= 0 {
+		return api.Reply{}, errdefs.Invalidf("body must be {\"seconds\": N} with N > 0")
+	}
+	params, _ := json.Marshal(map[string]float64{"Seconds": body.Seconds})
+	rec, err := s.jobs.Submit(job.Record{Kind: "test.sleep", Action: cimi.ActionURI("sleep"), Name: "sleep", Target: "test/sleep", Params: params}, nil)
+	if err != nil {
+		return api.Reply{}, err
+	}
+	return api.Reply{Status: http.StatusAccepted, JobID: rec.ID, Location: "jobs/" + rec.ID}, nil
+}
