@@ -1,0 +1,41 @@
+package cimiclient
+
+// MachineTemplate describes a machine to create: either a reference to a
+// stored template (Href, optionally with overrides) or a template by
+// value (MachineConfig and MachineImage).
+type MachineTemplate struct {
+	Href          string `json:"href,omitempty"`
+	MachineConfig *Ref   `json:"machineConfig,omitempty"`
+	MachineImage  *Ref   `json:"machineImage,omitempty"`
+	InitialState  string `json:"initialState,omitempty"`
+	// UserData is base64-encoded.
+	UserData string `json:"userData,omitempty"`
+}
+
+// MachineCreate is the body that creates a Machine.
+type MachineCreate struct {
+	ResourceURI     string            `json:"resourceURI"`
+	Name            string            `json:"name"`
+	Description     string            `json:"description,omitempty"`
+	Properties      map[string]string `json:"properties,omitempty"`
+	MachineTemplate MachineTemplate   `json:"machineTemplate"`
+}
+
+// MachineImageCreate is the body that registers a MachineImage.
+type MachineImageCreate struct {
+	ResourceURI   string            `json:"resourceURI"`
+	Name          string            `json:"name"`
+	Description   string            `json:"description,omitempty"`
+	Properties    map[string]string `json:"properties,omitempty"`
+	ImageLocation string            `json:"imageLocation"`
+}
+
+// MachineTemplateCreate is the body that stores a MachineTemplate; the
+// template itself is always given by value.
+type MachineTemplateCreate struct {
+	ResourceURI     string            `json:"resourceURI"`
+	Name            string            `json:"name"`
+	Description     string            `json:"description,omitempty"`
+	Properties      map[string]string `json:"properties,omitempty"`
+	MachineTemplate MachineTemplate   `json:"machineTemplate"`
+}
