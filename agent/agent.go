@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"cimid/agent/api"
+	"cimid/agent/compute"
 	"cimid/agent/job"
 	"cimid/hypervisor"
 	"cimid/store"
@@ -45,6 +46,7 @@ type Agent struct {
 	instance string
 	handler  http.Handler
 	started  time.Time
+	compute  *compute.Service
 }
 
 // New opens the state directory and prepares every service. The driver is
@@ -66,8 +68,10 @@ func New(ctx context.Context, cfg Config, drv hypervisor.Driver, log *slog.Logge
 		cfg: cfg, log: log.With("instance", instance), db: db, drv: drv, instance: instance,
 		jobs: job.NewRunner(db, log, job.Options{}), started: time.Now(),
 	}
+	a.compute = compute.New(compute.Config{Instance: instance, StateDir: cfg.StateDir, DomainType: cfg.DomainType},
+		db, a.jobs, drv, a.log)
 	core := &api.Core{Name: "cimid-" + instance, Created: a.created(), Jobs: a.jobs}
-	services := []api.Service{core}
+	services := []api.Service{core, a.compute}
 	services = append(services, a.testServices()...)
 	core.Services = services[1:]
 	routes := make([][]api.Route, 0, len(services))
@@ -92,11 +96,21 @@ func (a *Agent) created() time.Time {
 	return a.started
 }
 
-// Run recovers Jobs, serves the API until ctx ends, then drains.
+// Run prepares storage, recovers Jobs, reconciles with libvirt, serves the
+// API until ctx ends, then drains. ready is called once the API serves.
 func (a *Agent) Run(ctx context.Context, ready func()) error {
+	if err := a.compute.Prepare(ctx); err != nil {
+		return err
+	}
 	if err := a.jobs.Start(ctx); err != nil {
 		return fmt.Errorf("recover jobs: %w", err)
 	}
+	if err := a.compute.Reconcile(ctx); err != nil {
+		return fmt.Errorf("reconcile with libvirt: %w", err)
+	}
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go a.compute.Run(watchCtx)
 	listeners, err := a.listen()
 	if err != nil {
 		return err

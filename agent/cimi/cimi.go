@@ -115,3 +115,7 @@ func TimePtr(t time.Time) *time.Time {
 	u := t.UTC().Truncate(time.Millisecond)
 	return &u
 }
+
+// ExtNamespace is the namespace of the attributes and capabilities this
+// provider adds to the standard.
+const ExtNamespace = "urn:x-cimid:1"

@@ -35,6 +35,7 @@ type Machine struct {
 	LatestSnapshot    *Ref        `json:"latestSnapshot,omitempty" xml:"latestSnapshot,omitempty"`
 	Snapshots         *Ref        `json:"snapshots,omitempty" xml:"snapshots,omitempty"`
 	Operations        []Operation `json:"operations,omitempty" xml:"operation,omitempty"`
+	Extra             Extra       `json:"-" xml:",any"`
 }
 
 // MachineDisk is a local disk of a Machine.
@@ -64,6 +65,7 @@ type MachineConfiguration struct {
 	CPUArch    string       `json:"cpuArch,omitempty" xml:"cpuArch,omitempty"`
 	CPUSpeed   int          `json:"cpuSpeed,omitempty" xml:"cpuSpeed,omitempty"`
 	Operations []Operation  `json:"operations,omitempty" xml:"operation,omitempty"`
+	Extra      Extra        `json:"-" xml:",any"`
 }
 
 // MachineImage is a bootable disk image.
@@ -79,6 +81,7 @@ type MachineImage struct {
 	// Capacity (extension) is the virtual size of the image in KiB.
 	Capacity   int64       `json:"capacity,omitempty" xml:"capacity,omitempty"`
 	Operations []Operation `json:"operations,omitempty" xml:"operation,omitempty"`
+	Extra      Extra       `json:"-" xml:",any"`
 }
 
 // MachineTemplate is a recipe for Machines.
@@ -90,6 +93,7 @@ type MachineTemplate struct {
 	InitialState  string              `json:"initialState,omitempty" xml:"initialState,omitempty"`
 	UserData      string              `json:"userData,omitempty" xml:"userData,omitempty"`
 	Operations    []Operation         `json:"operations,omitempty" xml:"operation,omitempty"`
+	Extra         Extra               `json:"-" xml:",any"`
 }
 
 // MachineConfigInput is a MachineConfiguration given by reference (Href) or
@@ -191,13 +195,4 @@ type MachineImageCreate struct {
 	ImageLocation string     `json:"imageLocation" xml:"imageLocation"`
 	RelatedImage  *Ref       `json:"relatedImage,omitempty" xml:"relatedImage,omitempty"`
 	Extra         Extra      `json:"-" xml:",any"`
-}
-
-// ResourceUpdate is the body of a PUT on any resource: the writable common
-// attributes. Other attributes of the resource are accepted and ignored as
-// read-only; see the api package for how unknown ones are refused.
-type ResourceUpdate struct {
-	Name        *string    `json:"name"`
-	Description *string    `json:"description"`
-	Properties  Properties `json:"properties"`
 }

@@ -25,6 +25,7 @@ type Runner struct {
 
 	mu       sync.Mutex
 	running  map[string]*active // by job id
+	pending  map[string]int     // unfinished launched jobs per locked resource
 	draining bool
 	wg       sync.WaitGroup
 
@@ -63,7 +64,7 @@ func NewRunner(db *store.DB, log *slog.Logger, opts Options) *Runner {
 	base, stop := context.WithCancelCause(context.Background())
 	return &Runner{
 		db: db, log: log, kinds: map[string]Kind{}, locks: newLockTable(),
-		now: opts.Now, retain: opts.Retention, running: map[string]*active{},
+		now: opts.Now, retain: opts.Retention, running: map[string]*active{}, pending: map[string]int{},
 		base: base, stopAll: stop, progressIv: 250 * time.Millisecond,
 	}
 }
@@ -149,6 +150,14 @@ func (r *Runner) List() ([]Record, error) {
 		return out[i].ID < out[j].ID
 	})
 	return out, nil
+}
+
+// Pending reports whether an unfinished Job of this agent holds or waits
+// for the lock of resource path.
+func (r *Runner) Pending(path string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.pending[path] > 0
 }
 
 // Cancellable reports whether the stop operation applies to rec now.
@@ -285,6 +294,9 @@ func (r *Runner) launch(rec Record) {
 	ctx, cancel := context.WithCancelCause(r.base)
 	r.mu.Lock()
 	r.running[rec.ID] = &active{cancel: cancel}
+	for _, l := range rec.Locks {
+		r.pending[l]++
+	}
 	r.mu.Unlock()
 	r.wg.Add(1)
 	go func() {
@@ -293,6 +305,11 @@ func (r *Runner) launch(rec Record) {
 		defer func() {
 			r.mu.Lock()
 			delete(r.running, rec.ID)
+			for _, l := range rec.Locks {
+				if r.pending[l]--; r.pending[l] <= 0 {
+					delete(r.pending, l)
+				}
+			}
 			r.mu.Unlock()
 		}()
 		r.run(ctx, k, rec)
@@ -475,4 +492,30 @@ func (r *Runner) Delete(id string) error {
 		}
 		return tx.Delete(Bucket, id)
 	})
+}
+
+// Done records a change made at once as an already finished Job: apply and
+// the SUCCESS record are committed in one transaction.
+func (r *Runner) Done(rec Record, apply func(tx *store.Tx) error) (Record, error) {
+	now := r.now()
+	if rec.ID == "" {
+		rec.ID = NewID()
+	}
+	rec.State, rec.Progress, rec.ReturnCode = Success, 100, CodeOK
+	if rec.StatusMessage == "" {
+		rec.StatusMessage = "done"
+	}
+	rec.Created, rec.Updated, rec.TimeOfStatusChange = now, now, now
+	if len(rec.Affected) == 0 && rec.Target != "" {
+		rec.Affected = []string{rec.Target}
+	}
+	err := r.db.Update(func(tx *store.Tx) error {
+		if apply != nil {
+			if err := apply(tx); err != nil {
+				return err
+			}
+		}
+		return putRecord(tx, rec)
+	})
+	return rec, err
 }

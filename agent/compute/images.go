@@ -1,0 +1,430 @@
+package compute
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"cimid/agent/api"
+	"cimid/agent/cimi"
+	"cimid/agent/errdefs"
+	"cimid/agent/job"
+	"cimid/hypervisor/qemuimg"
+	"cimid/store"
+)
+
+func (s *Service) imageRoutes() []api.Route {
+	return []api.Route{
+		{Method: http.MethodGet, Path: "/machineImages", Handler: s.listImages},
+		{Method: http.MethodPost, Path: "/machineImages", Handler: s.createImage},
+		{Method: http.MethodGet, Path: "/machineImages/{id}", Handler: s.getImage},
+		{Method: http.MethodPut, Path: "/machineImages/{id}", Handler: s.updateImage},
+		{Method: http.MethodDelete, Path: "/machineImages/{id}", Handler: s.deleteImage},
+	}
+}
+
+func (s *Service) imageDoc(urls api.URLs, im imageRecord) *cimi.MachineImage {
+	path := kindImages + "/" + im.ID
+	d := &cimi.MachineImage{
+		Common:        commonDoc(urls, "MachineImage", path, im.meta),
+		State:         im.State,
+		Type:          im.Type,
+		ImageLocation: im.Source,
+		DiskFormat:    im.Format,
+		Capacity:      im.VirtualSizeKiB,
+	}
+	d.Operations = []cimi.Operation{{Rel: cimi.RelEdit, Href: d.ID}}
+	if im.State != imageDeleting {
+		d.Operations = append(d.Operations, cimi.Operation{Rel: cimi.RelDelete, Href: d.ID})
+	}
+	return d
+}
+
+func (s *Service) listImages(rq *api.Request) (api.Reply, error) {
+	var recs []imageRecord
+	err := s.db.View(func(tx *store.Tx) (err error) {
+		recs, err = listRecords[imageRecord](tx, kindImages)
+		return err
+	})
+	if err != nil {
+		return api.Reply{}, err
+	}
+	members := make([]any, len(recs))
+	for i, im := range recs {
+		members[i] = s.imageDoc(rq.URLs, im)
+	}
+	return api.Reply{Body: collection(rq.URLs, "MachineImage", kindImages, "machineImages", members, true)}, nil
+}
+
+func (s *Service) getImage(rq *api.Request) (api.Reply, error) {
+	var im imageRecord
+	err := s.db.View(func(tx *store.Tx) (err error) {
+		im, err = getRecord[imageRecord](tx, kindImages, rq.Vars["id"], "MachineImage")
+		return err
+	})
+	if err != nil {
+		return api.Reply{}, err
+	}
+	return api.Reply{Body: s.imageDoc(rq.URLs, im)}, nil
+}
+
+func (s *Service) updateImage(rq *api.Request) (api.Reply, error) {
+	var body cimi.MachineImage
+	if err := rq.Decode(&body, "MachineImage"); err != nil {
+		return api.Reply{}, err
+	}
+	id := rq.Vars["id"]
+	return s.syncUpdate(rq, kindImages+"/"+id, func(tx *store.Tx) error {
+		im, err := getRecord[imageRecord](tx, kindImages, id, "MachineImage")
+		if err != nil {
+			return err
+		}
+		if err := applyUpdate(&im.meta, body.Common, selectedAttrs(rq), s.now()); err != nil {
+			return err
+		}
+		return putRecord(tx, kindImages, id, im)
+	})
+}
+
+// imageParams are the parameters of an image.create Job.
+type imageParams struct {
+	ImageID string `json:"imageId"`
+}
+
+// imageSource is a validated imageLocation.
+type imageSource struct {
+	url  *url.URL
+	path string // for file:// sources
+}
+
+// parseImageLocation accepts file:// paths on the host and http(s) URLs.
+func parseImageLocation(loc string) (imageSource, error) {
+	loc = strings.TrimSpace(loc)
+	if loc == "" {
+		return imageSource{}, errdefs.Invalidf("imageLocation is required: a file:// path on the host or an http(s):// URL")
+	}
+	u, err := url.Parse(loc)
+	if err != nil {
+		return imageSource{}, errdefs.Invalidf("imageLocation %q is not a URL: %v", loc, err)
+	}
+	switch u.Scheme {
+	case "file":
+		if u.Host != "" && u.Host != "localhost" {
+			return imageSource{}, errdefs.Invalidf("imageLocation %q names another host; file:// must name a path on this host", loc)
+		}
+		if !filepath.IsAbs(u.Path) {
+			return imageSource{}, errdefs.Invalidf("imageLocation %q must name an absolute path", loc)
+		}
+		return imageSource{url: u, path: filepath.Clean(u.Path)}, nil
+	case "http", "https":
+		if u.Host == "" {
+			return imageSource{}, errdefs.Invalidf("imageLocation %q has no host", loc)
+		}
+		return imageSource{url: u}, nil
+	}
+	return imageSource{}, errdefs.Invalidf("imageLocation %q: scheme %q is not supported (use file:// or http(s)://)", loc, u.Scheme)
+}
+
+// inspectLocalImage detects the format of a host file and refuses images
+// that reference other files.
+func inspectLocalImage(ctx context.Context, path string) (string, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return "", errdefs.Invalidf("image file %s does not exist", path)
+		}
+		return "", errdefs.Invalidf("image file %s: %v", path, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return "", errdefs.Invalidf("image file %s is not a regular file", path)
+	}
+	format, err := qemuimg.DetectFormat(path)
+	if err != nil {
+		return "", errdefs.Invalidf("image file %s: %v", path, err)
+	}
+	if err := qemuimg.CheckSelfContained(ctx, path, format); err != nil {
+		if errors.Is(err, qemuimg.ErrExternalReference) {
+			return "", errdefs.Invalidf("image %s is refused: %v", path, err)
+		}
+		return "", errdefs.Invalidf("image %s cannot be read as %s: %v", path, format, err)
+	}
+	return format, nil
+}
+
+func (s *Service) createImage(rq *api.Request) (api.Reply, error) {
+	var body cimi.MachineImageCreate
+	if err := rq.Decode(&body, "MachineImageCreate", "MachineImage"); err != nil {
+		return api.Reply{}, err
+	}
+	if t := strings.TrimSpace(body.Type); t != "" && t != "IMAGE" {
+		return api.Reply{}, errdefs.Invalidf("type %q cannot be registered from a location; only IMAGE (snapshots come from a Machine's operations)", t)
+	}
+	if p, ok := rq.URLs.Path(body.ImageLocation); ok && strings.HasPrefix(body.ImageLocation, "http") && strings.HasPrefix(p, kindMachines+"/") {
+		return api.Reply{}, errdefs.Invalidf("imageLocation names a Machine: use that Machine's capture operation to make an image of it")
+	}
+	src, err := parseImageLocation(body.ImageLocation)
+	if err != nil {
+		return api.Reply{}, err
+	}
+	rec := imageRecord{meta: newMeta(job.NewID(), body.Name, body.Description, body.Properties, s.now()),
+		State: imageCreating, Type: "IMAGE", Source: src.url.String()}
+	if src.path != "" {
+		// A host file can be judged at once; it is checked again once copied.
+		if rec.SourceFormat, err = inspectLocalImage(rq.Context(), src.path); err != nil {
+			return api.Reply{}, err
+		}
+	}
+	path := kindImages + "/" + rec.ID
+	j, err := s.submit(job.Record{Kind: "image.create", Action: cimi.RelAdd, Name: "register MachineImage",
+		Target: kindImages, Affected: []string{kindImages, path}, Locks: []string{path}},
+		imageParams{ImageID: rec.ID},
+		func(tx *store.Tx) error { return putRecord(tx, kindImages, rec.ID, rec) })
+	if err != nil {
+		return api.Reply{}, err
+	}
+	return api.Reply{Status: http.StatusAccepted, Body: s.imageDoc(rq.URLs, rec), Location: path, JobID: j.ID}, nil
+}
+
+func (s *Service) imageFile(id string) string { return filepath.Join(s.poolDir, "image-"+id+".qcow2") }
+
+// runCreateImage copies the image into the pool as qcow2. Re-runnable: it
+// starts over from the source after an interruption.
+func (s *Service) runCreateImage(ctx context.Context, x *job.Exec) error {
+	var p imageParams
+	if err := x.Params(&p); err != nil {
+		return err
+	}
+	im, err := s.loadImage(p.ImageID)
+	if err != nil {
+		return err
+	}
+	dst := s.imageFile(im.ID)
+	download := filepath.Join(s.poolDir, "download-"+im.ID+".part")
+	partial := dst + ".part"
+	x.OnUndo("remove image record and files", func(ctx context.Context) error {
+		for _, f := range []string{download, partial, dst} {
+			if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
+		}
+		return s.db.Update(func(tx *store.Tx) error { return tx.Delete(kindImages, im.ID) })
+	})
+	src, err := parseImageLocation(im.Source)
+	if err != nil {
+		return err
+	}
+	input, convertShare := src.path, 90
+	if src.path == "" {
+		if err := s.download(ctx, x, src.url.String(), download); err != nil {
+			return err
+		}
+		input, convertShare = download, 50
+	}
+	format, err := inspectLocalImage(ctx, input)
+	if err != nil {
+		return err
+	}
+	base := 100 - convertShare - 5
+	err = qemuimg.Convert(ctx, input, format, partial, "qcow2", func(pct float64) {
+		x.Progress(base + int(pct*float64(convertShare)/100))
+	})
+	if err != nil {
+		return fmt.Errorf("copy image into the pool: %w", err)
+	}
+	info, err := qemuimg.Info(ctx, partial)
+	if err != nil {
+		return err
+	}
+	if err := os.Chmod(partial, 0o644); err != nil {
+		return err
+	}
+	if err := os.Rename(partial, dst); err != nil {
+		return err
+	}
+	_ = os.Remove(download)
+	if err := s.drv.RefreshPool(ctx, s.poolName); err != nil {
+		x.Log().Warn("refresh pool", "err", err)
+	}
+	err = s.db.Update(func(tx *store.Tx) error {
+		cur, err := getRecord[imageRecord](tx, kindImages, im.ID, "MachineImage")
+		if err != nil {
+			return err
+		}
+		cur.State, cur.Path, cur.Format, cur.SourceFormat = imageAvailable, dst, "qcow2", format
+		cur.VirtualSizeKiB = info.VirtualSize / 1024
+		return putRecord(tx, kindImages, im.ID, cur)
+	})
+	if err != nil {
+		return err
+	}
+	x.Commit()
+	x.SetMessage(fmt.Sprintf("image registered (%s source, %d MiB virtual size)", format, info.VirtualSize>>20))
+	return nil
+}
+
+// download fetches an http(s) image into path with progress (0-40%).
+func (s *Service) download(ctx context.Context, x *job.Exec, src, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, src, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("download %s: %w", src, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("download %s: server answered %s", src, resp.Status)
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	total := resp.ContentLength
+	var done int64
+	buf := make([]byte, 1<<20)
+	for {
+		n, rerr := resp.Body.Read(buf)
+		if n > 0 {
+			if _, err := f.Write(buf[:n]); err != nil {
+				return fmt.Errorf("write download: %w", err)
+			}
+			done += int64(n)
+			if total > 0 {
+				x.Progress(int(done * 40 / total))
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return fmt.Errorf("download %s: %w", src, rerr)
+		}
+	}
+	return f.Sync()
+}
+
+func (s *Service) loadImage(id string) (imageRecord, error) {
+	var im imageRecord
+	err := s.db.View(func(tx *store.Tx) (err error) {
+		im, err = getRecord[imageRecord](tx, kindImages, id, "MachineImage")
+		return err
+	})
+	return im, err
+}
+
+func (s *Service) deleteImage(rq *api.Request) (api.Reply, error) {
+	id := rq.Vars["id"]
+	path := kindImages + "/" + id
+	j, err := s.submit(job.Record{Kind: "image.delete", Action: cimi.RelDelete, Name: "delete MachineImage", Target: path, Locks: []string{path}},
+		imageParams{ImageID: id},
+		func(tx *store.Tx) error {
+			im, err := getRecord[imageRecord](tx, kindImages, id, "MachineImage")
+			if err != nil {
+				return err
+			}
+			if err := imageInUse(tx, id); err != nil {
+				return err
+			}
+			im.State = imageDeleting
+			return putRecord(tx, kindImages, id, im)
+		})
+	if err != nil {
+		return api.Reply{}, err
+	}
+	return api.Reply{Status: http.StatusAccepted, JobID: j.ID}, nil
+}
+
+// imageInUse refuses to delete an image that Machines boot from (their
+// disks are overlays on it) or that templates name.
+func imageInUse(tx *store.Tx, id string) error {
+	machines, err := listRecords[machineRecord](tx, kindMachines)
+	if err != nil {
+		return err
+	}
+	for _, m := range machines {
+		if m.ImageID == id {
+			return errdefs.Conflictf("MachineImage %s is the base of Machine %s's disk", id, m.ID)
+		}
+	}
+	templates, err := listRecords[templateRecord](tx, kindTemplates)
+	if err != nil {
+		return err
+	}
+	for _, t := range templates {
+		if t.ImageID == id {
+			return errdefs.Conflictf("MachineImage %s is used by MachineTemplate %s", id, t.ID)
+		}
+	}
+	return nil
+}
+
+func (s *Service) runDeleteImage(ctx context.Context, x *job.Exec) error {
+	var p imageParams
+	if err := x.Params(&p); err != nil {
+		return err
+	}
+	var im imageRecord
+	err := s.db.View(func(tx *store.Tx) (err error) {
+		if im, err = getRecord[imageRecord](tx, kindImages, p.ImageID, "MachineImage"); err != nil {
+			return err
+		}
+		return imageInUse(tx, p.ImageID)
+	})
+	if errdefs.Is(err, errdefs.NotFound) {
+		return nil // already gone: a resumed delete
+	}
+	if err != nil {
+		s.setImageState(p.ImageID, imageAvailable)
+		return err
+	}
+	for _, f := range []string{s.imageFile(im.ID), s.imageFile(im.ID) + ".part"} {
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("remove image file: %w", err)
+		}
+	}
+	if err := s.drv.RefreshPool(ctx, s.poolName); err != nil {
+		x.Log().Warn("refresh pool", "err", err)
+	}
+	return s.db.Update(func(tx *store.Tx) error { return tx.Delete(kindImages, im.ID) })
+}
+
+func (s *Service) setImageState(id, state string) {
+	err := s.db.Update(func(tx *store.Tx) error {
+		im, err := getRecord[imageRecord](tx, kindImages, id, "MachineImage")
+		if err != nil {
+			return err
+		}
+		im.State = state
+		return putRecord(tx, kindImages, id, im)
+	})
+	if err != nil {
+		s.log.Error("set image state", "image", id, "err", err)
+	}
+}
+
+// lookupImage resolves a MachineImage reference that must be AVAILABLE.
+func lookupImage(tx *store.Tx, urls api.URLs, in *cimi.MachineImageInput) (imageRecord, error) {
+	if in == nil || in.Href == "" {
+		return imageRecord{}, errdefs.Invalidf("machineImage is required, as a reference {\"href\": ...}")
+	}
+	id, err := refID(urls, in.Href, kindImages, "MachineImage")
+	if err != nil {
+		return imageRecord{}, err
+	}
+	im, err := getRecord[imageRecord](tx, kindImages, id, "MachineImage")
+	if err != nil {
+		return imageRecord{}, referenced(err)
+	}
+	if im.State != imageAvailable {
+		return imageRecord{}, errdefs.Conflictf("MachineImage %s is %s, not AVAILABLE", id, im.State)
+	}
+	return im, nil
+}

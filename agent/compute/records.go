@@ -1,0 +1,151 @@
+// Package compute owns the Machine family of resources: MachineConfigurations,
+// MachineImages, MachineTemplates and Machines with their disks. It keeps
+// their records in the store, turns every change into a Job whose steps
+// drive the hypervisor and qemu-img, and keeps the records in line with what
+// the hypervisor reports (at start, on lifecycle events and periodically).
+package compute
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"cimid/agent/errdefs"
+	"cimid/store"
+)
+
+// Store kinds (buckets) owned by this package.
+const (
+	kindConfigs   = "machineConfigs"
+	kindImages    = "machineImages"
+	kindTemplates = "machineTemplates"
+	kindMachines  = "machines"
+)
+
+// meta is what every record shares.
+type meta struct {
+	ID          string            `json:"id"`
+	Name        string            `json:"name,omitempty"`
+	Description string            `json:"description,omitempty"`
+	Properties  map[string]string `json:"properties,omitempty"`
+	Created     time.Time         `json:"created"`
+	Updated     time.Time         `json:"updated"`
+}
+
+// diskConfig is one disk of a configuration.
+type diskConfig struct {
+	CapacityKiB     int64  `json:"capacityKiB"`
+	Format          string `json:"format,omitempty"`
+	InitialLocation string `json:"initialLocation,omitempty"`
+}
+
+// configSpec is the hardware of a MachineConfiguration.
+type configSpec struct {
+	CPU       int          `json:"cpu"`
+	MemoryKiB int64        `json:"memoryKiB"`
+	Disks     []diskConfig `json:"disks,omitempty"`
+	CPUArch   string       `json:"cpuArch,omitempty"`
+	CPUSpeed  int          `json:"cpuSpeed,omitempty"`
+}
+
+type configRecord struct {
+	meta
+	configSpec
+	Provider bool `json:"provider,omitempty"` // defined by the agent, not a user
+}
+
+// Image states.
+const (
+	imageCreating  = "CREATING"
+	imageAvailable = "AVAILABLE"
+	imageDeleting  = "DELETING"
+	imageError     = "ERROR"
+)
+
+type imageRecord struct {
+	meta
+	State          string `json:"state"`
+	Type           string `json:"type"`           // IMAGE
+	Source         string `json:"source"`         // imageLocation as given
+	SourceFormat   string `json:"sourceFormat"`   // detected format of the source
+	Path           string `json:"path,omitempty"` // file in the pool once copied
+	Format         string `json:"format,omitempty"`
+	VirtualSizeKiB int64  `json:"virtualSizeKiB,omitempty"`
+	Error          string `json:"error,omitempty"`
+}
+
+type templateRecord struct {
+	meta
+	ConfigID     string      `json:"configId,omitempty"` // by reference
+	Config       *configSpec `json:"config,omitempty"`   // by value
+	ImageID      string      `json:"imageId,omitempty"`
+	InitialState string      `json:"initialState,omitempty"`
+	UserData     string      `json:"userData,omitempty"`
+}
+
+// machineDisk is a local disk of a Machine, owned by it.
+type machineDisk struct {
+	ID          string `json:"id"`
+	Path        string `json:"path"`
+	Format      string `json:"format"`
+	Target      string `json:"target"`
+	CapacityKiB int64  `json:"capacityKiB"`
+}
+
+type machineRecord struct {
+	meta
+	State        string        `json:"state"`
+	CPU          int           `json:"cpu"`
+	MemoryKiB    int64         `json:"memoryKiB"`
+	CPUArch      string        `json:"cpuArch"`
+	ImageID      string        `json:"imageId,omitempty"`
+	InitialState string        `json:"initialState"`
+	UserData     string        `json:"userData,omitempty"`
+	Domain       string        `json:"domain"`
+	Disks        []machineDisk `json:"disks"`
+	ConsoleLog   string        `json:"consoleLog"`
+	// Graceful stop in progress: its deadline and whether it may force.
+	StopDeadline   time.Time `json:"stopDeadline,omitempty"`
+	ForceOnTimeout bool      `json:"forceOnTimeout,omitempty"`
+	StatusMessage  string    `json:"statusMessage,omitempty"`
+}
+
+func getRecord[T any](tx *store.Tx, kind, id, what string) (T, error) {
+	var rec T
+	b, err := tx.Get(kind, id)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return rec, errdefs.NotFoundf("%s %s does not exist", what, id)
+		}
+		return rec, err
+	}
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return rec, fmt.Errorf("decode %s %s: %w", what, id, err)
+	}
+	return rec, nil
+}
+
+func putRecord(tx *store.Tx, kind, id string, rec any) error {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("encode %s/%s: %w", kind, id, err)
+	}
+	return tx.Put(kind, id, b)
+}
+
+func listRecords[T any](tx *store.Tx, kind string) ([]T, error) {
+	recs, err := tx.List(kind)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]T, 0, len(recs))
+	for _, r := range recs {
+		var v T
+		if err := json.Unmarshal(r.Value, &v); err != nil {
+			return nil, fmt.Errorf("decode %s/%s: %w", kind, r.ID, err)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
