@@ -44,6 +44,9 @@ type Reply struct {
 type Server struct {
 	router *mux.Router
 	log    *slog.Logger
+	// preconditions serialises conditional writes per resource so that the
+	// If-Match check and the change it guards happen as one step.
+	preconditions keyedMutex
 }
 
 // NewServer builds the router from the routes every service contributes.
@@ -96,6 +99,14 @@ func (s *Server) wrap(h HandlerFunc) http.Handler {
 			return
 		}
 		rq := &Request{Request: r, Vars: mux.Vars(r), Format: format, URLs: URLsFor(r)}
+		if ifMatch := r.Header.Get("If-Match"); ifMatch != "" && r.Method != http.MethodGet && r.Method != http.MethodHead {
+			unlock, err := s.checkIfMatch(r, ifMatch)
+			if err != nil {
+				s.fail(w, r, err)
+				return
+			}
+			defer unlock()
+		}
 		reply, err := h(rq)
 		if err != nil {
 			s.fail(w, r, err)
@@ -113,12 +124,19 @@ func (s *Server) write(w http.ResponseWriter, rq *Request, reply Reply) {
 	if reply.JobID != "" {
 		h.Set("CIMI-Job-URI", rq.URLs.Abs("jobs/"+reply.JobID))
 	}
-	if reply.ETag != "" {
-		h.Set("ETag", `"`+reply.ETag+`"`)
-	}
 	status := reply.Status
 	if status == 0 {
 		status = http.StatusOK
+	}
+	if reply.ETag == "" && reply.Body != nil && status == http.StatusOK && (rq.Method == http.MethodGet || rq.Method == http.MethodHead) {
+		reply.ETag = etagOf(reply.Body)
+	}
+	if reply.ETag != "" {
+		h.Set("ETag", reply.ETag)
+		if inm := rq.Header.Get("If-None-Match"); inm != "" && etagListMatches(inm, reply.ETag) {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
 	}
 	if reply.Body == nil {
 		h.Set("Content-Length", "0")
