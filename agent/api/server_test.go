@@ -15,7 +15,7 @@ import (
 // server's generic behaviour.
 type noteService struct{ name string }
 
-func (n *noteService) Collections() []string              { return nil }
+func (n *noteService) Collections() []string             { return nil }
 func (n *noteService) Metadata() []cimi.ResourceMetadata { return nil }
 func (n *noteService) Routes() []Route {
 	return []Route{
