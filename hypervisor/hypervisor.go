@@ -182,4 +182,115 @@ type Driver interface {
 	RefreshPool(ctx context.Context, name string) error
 	// ListPoolVolumes lists the volumes of a pool.
 	ListPoolVolumes(ctx context.Context, name string) ([]PoolVolume, error)
+
+	DeviceDriver
+	NetworkDriver
+	StatsDriver
+}
+
+// SnapshotInfo describes an internal snapshot of a domain's qcow2 disks.
+type SnapshotInfo struct {
+	Name    string
+	Running bool // taken while the guest ran: reverting resumes it
+	Created time.Time
+}
+
+// NetworkMetadata marks a libvirt network as owned by an agent instance.
+type NetworkMetadata struct {
+	Instance  string
+	NetworkID string
+}
+
+// DHCPHost is a fixed address handed to one MAC address.
+type DHCPHost struct {
+	MAC  string
+	IP   string
+	Name string // optional host name
+}
+
+// NetworkSpec is the desired definition of a persistent virtual network.
+type NetworkSpec struct {
+	Name      string // unique libvirt network name
+	Bridge    string // bridge device name; chosen by libvirt when empty
+	Forward   string // "nat" or "isolated"
+	Subnet    string // CIDR, e.g. "10.231.7.0/24"; the gateway is its first address
+	DHCPStart string // first address handed out; none when empty
+	DHCPEnd   string // last address handed out
+	MTU       int    // 0: default
+	DHCPHosts []DHCPHost
+	Metadata  NetworkMetadata
+}
+
+// NetworkStatus is what the hypervisor reports about one network.
+type NetworkStatus struct {
+	Name     string
+	Bridge   string
+	Active   bool
+	Forward  string
+	Subnets  []string         // CIDRs of its IPv4 addresses
+	Metadata *NetworkMetadata // nil when not ours
+}
+
+// Lease is an address a network's DHCP server handed out.
+type Lease struct {
+	MAC      string
+	IP       string
+	Prefix   int
+	Hostname string
+	Expiry   time.Time
+}
+
+// DomainStats are counters of one running domain, read in one bulk call.
+type DomainStats struct {
+	Name           string
+	CPUTimeNs      uint64 // guest CPU time used
+	VCPUs          int
+	MemoryKiB      uint64 // current balloon or configured memory
+	MemoryUsedKiB  uint64 // 0 when the guest does not report it
+	DiskReadBytes  uint64
+	DiskWriteBytes uint64
+	NetRxBytes     uint64
+	NetTxBytes     uint64
+}
+
+// DeviceDriver is the part of a driver that changes domain devices and
+// snapshots. live applies the change to the running guest as well as to
+// the persistent definition (hot-plug); otherwise only the definition
+// changes and the guest sees it at its next boot.
+type DeviceDriver interface {
+	AttachDisk(ctx context.Context, domain string, disk Disk, live bool) error
+	// DetachDisk removes the disk with the given target; a missing disk is
+	// an error wrapping ErrNotFound.
+	DetachDisk(ctx context.Context, domain, target string, live bool) error
+	// ResizeDisk tells a running guest that a disk grew (the file must
+	// already have the new size, or is grown by the hypervisor to it).
+	ResizeDisk(ctx context.Context, domain, target string, sizeBytes uint64) error
+	AttachNIC(ctx context.Context, domain string, nic NIC, live bool) error
+	DetachNIC(ctx context.Context, domain, mac string, live bool) error
+	// DomainNICs lists the interfaces of the persistent definition (with
+	// their generated MACs).
+	DomainNICs(ctx context.Context, domain string) ([]NIC, error)
+
+	// Internal snapshots of every qcow2 disk (and memory when running).
+	CreateSnapshot(ctx context.Context, domain, name string) error
+	RevertSnapshot(ctx context.Context, domain, name string) error
+	DeleteSnapshot(ctx context.Context, domain, name string) error
+	ListSnapshots(ctx context.Context, domain string) ([]SnapshotInfo, error)
+}
+
+// NetworkDriver is the part of a driver that manages virtual networks.
+type NetworkDriver interface {
+	// DefineNetwork defines (or redefines), autostarts and starts a network.
+	DefineNetwork(ctx context.Context, spec NetworkSpec) error
+	// UndefineNetwork stops and removes it; a missing one is not an error.
+	UndefineNetwork(ctx context.Context, name string) error
+	ListNetworks(ctx context.Context) ([]NetworkStatus, error)
+	DHCPLeases(ctx context.Context, network string) ([]Lease, error)
+	AddDHCPHost(ctx context.Context, network string, host DHCPHost) error
+	RemoveDHCPHost(ctx context.Context, network string, host DHCPHost) error
+}
+
+// StatsDriver reads counters of every running domain in one call.
+type StatsDriver interface {
+	AllDomainStats(ctx context.Context) ([]DomainStats, error)
 }
