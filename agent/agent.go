@@ -16,11 +16,13 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	"cimid/agent/api"
 	"cimid/agent/compute"
+	"cimid/agent/events"
 	"cimid/agent/job"
 	"cimid/hypervisor"
 	"cimid/store"
@@ -47,6 +49,7 @@ type Agent struct {
 	handler  http.Handler
 	started  time.Time
 	compute  *compute.Service
+	events   *events.Log
 }
 
 // New opens the state directory and prepares every service. The driver is
@@ -65,13 +68,14 @@ func New(ctx context.Context, cfg Config, drv hypervisor.Driver, log *slog.Logge
 		return nil, fmt.Errorf("read instance id: %w", err)
 	}
 	a := &Agent{
-		cfg: cfg, log: log.With("instance", instance), db: db, drv: drv, instance: instance,
-		jobs: job.NewRunner(db, log, job.Options{}), started: time.Now(),
+		cfg: cfg, log: log.With("instance", instance), db: db, drv: drv, instance: instance, started: time.Now(),
 	}
-	a.compute = compute.New(compute.Config{Instance: instance, StateDir: cfg.StateDir, DomainType: cfg.DomainType},
+	a.events = events.New(db, a.log, 0)
+	a.jobs = job.NewRunner(db, a.log, job.Options{OnEnd: a.recordJobEnd})
+	a.compute = compute.New(compute.Config{Instance: instance, StateDir: cfg.StateDir, DomainType: cfg.DomainType, Events: a.events},
 		db, a.jobs, drv, a.log)
 	core := &api.Core{Name: "cimid-" + instance, Created: a.created(), Jobs: a.jobs}
-	services := []api.Service{core, a.compute}
+	services := []api.Service{core, a.compute, &events.Service{Log: a.events}}
 	services = append(services, a.testServices()...)
 	core.Services = services[1:]
 	routes := make([][]api.Route, 0, len(services))
@@ -111,6 +115,7 @@ func (a *Agent) Run(ctx context.Context, ready func()) error {
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
 	go a.compute.Run(watchCtx)
+	go a.events.Run(watchCtx)
 	listeners, err := a.listen()
 	if err != nil {
 		return err
@@ -247,4 +252,34 @@ func newInstanceID() string {
 		panic(fmt.Sprintf("crypto/rand failed: %v", err))
 	}
 	return hex.EncodeToString(b[:])
+}
+
+// recordJobEnd puts every Job outcome into the EventLog of the resource it
+// acted on.
+func (a *Agent) recordJobEnd(rec job.Record) {
+	resource := rec.Target
+	for _, p := range rec.Affected {
+		if strings.HasPrefix(p, rec.Target+"/") {
+			resource = p // a create: the new resource, not its collection
+		}
+	}
+	e := events.Event{Resource: resource, Type: events.TypeAccess, Change: rec.Action, Detail: rec.Name + ": " + rec.StatusMessage,
+		Origin: "api", Time: rec.TimeOfStatusChange, Severity: events.SeverityLow}
+	switch rec.Action {
+	case "add":
+		e.Type, e.Change = events.TypeModel, "create"
+	case "edit":
+		e.Type, e.Change = events.TypeModel, "update"
+	case "delete":
+		e.Type, e.Change = events.TypeModel, "delete"
+	}
+	switch rec.State {
+	case job.Success:
+		e.Outcome = "Success"
+	case job.Stopped:
+		e.Outcome = "Status"
+	default:
+		e.Outcome, e.Severity = "Failure", events.SeverityMedium
+	}
+	a.events.Record(e)
 }

@@ -37,14 +37,14 @@ type Core struct {
 // Routes implements Service.
 func (c *Core) Routes() []Route {
 	return []Route{
-		{http.MethodGet, "/cloudEntryPoint", c.getEntryPoint},
-		{http.MethodGet, "/", c.getEntryPoint},
-		{http.MethodGet, "/jobs", c.listJobs},
-		{http.MethodGet, "/jobs/{id}", c.getJob},
-		{http.MethodDelete, "/jobs/{id}", c.deleteJob},
-		{http.MethodPost, "/jobs/{id}/stop", c.stopJob},
-		{http.MethodGet, "/resourceMetadata", c.listMetadata},
-		{http.MethodGet, "/resourceMetadata/{name}", c.getMetadata},
+		{Method: http.MethodGet, Path: "/cloudEntryPoint", Handler: c.getEntryPoint},
+		{Method: http.MethodGet, Path: "/", Handler: c.getEntryPoint},
+		{Method: http.MethodGet, Path: "/jobs", Handler: c.listJobs},
+		{Method: http.MethodGet, Path: "/jobs/{id}", Handler: c.getJob},
+		{Method: http.MethodDelete, Path: "/jobs/{id}", Handler: c.deleteJob},
+		{Method: http.MethodPost, Path: "/jobs/{id}/stop", Handler: c.stopJob},
+		{Method: http.MethodGet, Path: "/resourceMetadata", Handler: c.listMetadata},
+		{Method: http.MethodGet, Path: "/resourceMetadata/{name}", Handler: c.getMetadata},
 	}
 }
 

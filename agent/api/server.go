@@ -26,6 +26,9 @@ type Route struct {
 	Method  string
 	Path    string // below /cimi, gorilla/mux syntax, e.g. "/machines/{id}"
 	Handler HandlerFunc
+	// Stream, instead of Handler, serves a long-lived response (such as a
+	// Server-Sent Events stream) directly.
+	Stream http.Handler
 }
 
 // HandlerFunc answers one request.
@@ -60,7 +63,11 @@ func NewServer(log *slog.Logger, routes ...[]Route) *Server {
 	})
 	for _, list := range routes {
 		for _, rt := range list {
-			s.router.Handle("/cimi"+rt.Path, s.wrap(rt.Handler)).Methods(rt.Method)
+			h := rt.Stream
+			if h == nil {
+				h = s.wrap(rt.Handler)
+			}
+			s.router.Handle("/cimi"+rt.Path, h).Methods(rt.Method)
 		}
 	}
 	return s

@@ -19,10 +19,10 @@ func (n *noteService) Collections() []string             { return nil }
 func (n *noteService) Metadata() []cimi.ResourceMetadata { return nil }
 func (n *noteService) Routes() []Route {
 	return []Route{
-		{http.MethodGet, "/notes/1", func(rq *Request) (Reply, error) {
+		{Method: http.MethodGet, Path: "/notes/1", Handler: func(rq *Request) (Reply, error) {
 			return Reply{Body: &cimi.MachineImage{Common: cimi.Common{ResourceURI: cimi.TypeURI("MachineImage"), ID: rq.URLs.Abs("notes/1"), Name: n.name}}}, nil
 		}},
-		{http.MethodPut, "/notes/1", func(rq *Request) (Reply, error) {
+		{Method: http.MethodPut, Path: "/notes/1", Handler: func(rq *Request) (Reply, error) {
 			var body cimi.MachineImage
 			if err := rq.Decode(&body, "MachineImage"); err != nil {
 				return Reply{}, err
@@ -30,7 +30,7 @@ func (n *noteService) Routes() []Route {
 			n.name = body.Name
 			return Reply{}, nil
 		}},
-		{http.MethodPost, "/notes/1/touch", func(rq *Request) (Reply, error) {
+		{Method: http.MethodPost, Path: "/notes/1/touch", Handler: func(rq *Request) (Reply, error) {
 			n.name += "!"
 			return Reply{Status: http.StatusAccepted}, nil
 		}},

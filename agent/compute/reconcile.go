@@ -8,6 +8,7 @@ import (
 
 	"cimid/agent/cimi"
 	"cimid/agent/errdefs"
+	"cimid/agent/events"
 	"cimid/hypervisor"
 	"cimid/store"
 )
@@ -45,26 +46,59 @@ func observedState(st hypervisor.DomainStatus, current string) (state, message s
 	return "", "", false
 }
 
-// setState writes a Machine's state (and message, when not empty).
+// setState writes a Machine's state (and message, when not empty) as the
+// outcome of one of our Jobs.
 func (s *Service) setState(id, state, message string) error {
-	return s.db.Update(func(tx *store.Tx) error {
+	return s.setStateFrom(id, state, message, originAPI)
+}
+
+// Where a state change came from, for the event history.
+const (
+	originAPI     = "api"
+	originOutside = "outside"
+)
+
+// setStateFrom writes a Machine's state and records the change in its
+// EventLog.
+func (s *Service) setStateFrom(id, state, message, origin string) error {
+	var before machineRecord
+	changed := false
+	err := s.db.Update(func(tx *store.Tx) error {
 		m, err := getRecord[machineRecord](tx, kindMachines, id, "Machine")
 		if err != nil {
 			return err
 		}
+		before, changed = m, false
 		if m.State == state && (message == "" || m.StatusMessage == message) {
 			return nil
 		}
+		changed = m.State != state
 		m.State = state
 		if message != "" {
 			m.StatusMessage = message
 		}
 		return putRecord(tx, kindMachines, id, m)
 	})
+	if err == nil && changed && s.cfg.Events != nil {
+		severity, detail := events.SeverityLow, message
+		if origin == originOutside {
+			severity = events.SeverityMedium
+			if detail == "" {
+				detail = "changed outside the API (observed through libvirt)"
+			}
+		}
+		if state == cimi.StateError {
+			severity = events.SeverityHigh
+		}
+		s.cfg.Events.Record(events.Event{Resource: machinePath(id), ResName: before.Name, ResType: "Machine",
+			Type: events.TypeState, State: state, Previous: before.State, Detail: detail, Severity: severity,
+			Outcome: "Status", Origin: origin})
+	}
+	return err
 }
 
 func (s *Service) markError(id, message string) {
-	if err := s.setState(id, cimi.StateError, message); err != nil && !errdefs.Is(err, errdefs.NotFound) {
+	if err := s.setStateFrom(id, cimi.StateError, message, originOutside); err != nil && !errdefs.Is(err, errdefs.NotFound) {
 		s.log.Error("mark Machine ERROR", "machine", id, "err", err)
 	}
 }
@@ -124,7 +158,7 @@ func (s *Service) applyObservation(m machineRecord, st hypervisor.DomainStatus, 
 	if state != m.State {
 		s.log.Info("Machine changed outside the API", "machine", m.ID, "from", m.State, "to", state)
 	}
-	if err := s.setState(m.ID, state, msg); err != nil && !errdefs.Is(err, errdefs.NotFound) {
+	if err := s.setStateFrom(m.ID, state, msg, originOutside); err != nil && !errdefs.Is(err, errdefs.NotFound) {
 		s.log.Error("record observed state", "machine", m.ID, "err", err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"cimid/agent/api"
 	"cimid/agent/cimi"
+	"cimid/agent/events"
 	"cimid/agent/job"
 	"cimid/hypervisor"
 	"cimid/store"
@@ -27,6 +28,13 @@ type Config struct {
 	DefaultStopTimeout time.Duration
 	// ResyncInterval is the period of the safety-net resync with libvirt.
 	ResyncInterval time.Duration
+	// Events, when set, receives every Machine state change.
+	Events EventRecorder
+}
+
+// EventRecorder keeps the event history of resources.
+type EventRecorder interface {
+	Record(events.Event)
 }
 
 // Service serves and runs the Machine family.

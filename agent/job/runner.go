@@ -20,6 +20,7 @@ type Runner struct {
 	log    *slog.Logger
 	kinds  map[string]Kind
 	locks  *lockTable
+	onEnd  func(Record)
 	now    func() time.Time
 	retain time.Duration
 
@@ -51,6 +52,8 @@ type Options struct {
 	Retention time.Duration
 	// Now replaces the clock in tests.
 	Now func() time.Time
+	// OnEnd, when set, is told about every Job that ended.
+	OnEnd func(Record)
 }
 
 // NewRunner makes a Runner; register kinds, then call Start.
@@ -64,7 +67,7 @@ func NewRunner(db *store.DB, log *slog.Logger, opts Options) *Runner {
 	base, stop := context.WithCancelCause(context.Background())
 	return &Runner{
 		db: db, log: log, kinds: map[string]Kind{}, locks: newLockTable(),
-		now: opts.Now, retain: opts.Retention, running: map[string]*active{}, pending: map[string]int{},
+		now: opts.Now, retain: opts.Retention, onEnd: opts.OnEnd, running: map[string]*active{}, pending: map[string]int{},
 		base: base, stopAll: stop, progressIv: 250 * time.Millisecond,
 	}
 }
@@ -401,11 +404,15 @@ func successMessage(x *Exec) string {
 }
 
 func (r *Runner) finish(id, state string, code int, msg string) (Record, error) {
-	return r.update(id, func(rec *Record) {
+	rec, err := r.update(id, func(rec *Record) {
 		r.setState(rec, state, msg)
 		rec.ReturnCode = code
 		rec.Progress = 100
 	})
+	if err == nil && r.onEnd != nil {
+		r.onEnd(rec)
+	}
+	return rec, err
 }
 
 func (r *Runner) setState(rec *Record, state, msg string) {
@@ -517,5 +524,8 @@ func (r *Runner) Done(rec Record, apply func(tx *store.Tx) error) (Record, error
 		}
 		return putRecord(tx, rec)
 	})
+	if err == nil && r.onEnd != nil {
+		r.onEnd(rec)
+	}
 	return rec, err
 }
