@@ -60,11 +60,7 @@ func (s *Server) checkIfMatch(r *http.Request, ifMatch string) (unlock func(), e
 
 // currentETag renders the resource at p as a GET would.
 func (s *Server) currentETag(orig *http.Request, p string) (string, bool) {
-	req := httptest.NewRequest(http.MethodGet, p, nil).WithContext(orig.Context())
-	req.Host = orig.Host
-	req.Header.Set("Accept", "application/json")
-	rec := httptest.NewRecorder()
-	s.router.ServeHTTP(rec, req)
+	rec := s.internalGet(orig, p)
 	if rec.Code != http.StatusOK {
 		return "", false
 	}
@@ -105,4 +101,15 @@ func (k *keyedMutex) lock(key string) func() {
 		}
 		k.mu.Unlock()
 	}
+}
+
+// internalGet serves a JSON GET of path inside the agent, on behalf of orig.
+func (s *Server) internalGet(orig *http.Request, p string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(http.MethodGet, p, nil).WithContext(orig.Context())
+	req.Host = orig.Host
+	req.TLS = orig.TLS
+	req.Header.Set("Accept", "application/json")
+	rec := httptest.NewRecorder()
+	s.router.ServeHTTP(rec, req)
+	return rec
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"cimid/agent/cimi"
+	"cimid/agent/cimi/query"
 	"cimid/agent/errdefs"
 )
 
@@ -106,6 +107,13 @@ func (s *Server) wrap(h HandlerFunc) http.Handler {
 			return
 		}
 		rq := &Request{Request: r, Vars: mux.Vars(r), Format: format, URLs: URLsFor(r)}
+		var q *query.Query
+		if r.Method == http.MethodGet || r.Method == http.MethodHead {
+			if q, err = query.Parse(r.URL.Query()); err != nil {
+				s.fail(w, r, errdefs.Wrap(errdefs.Invalid, err))
+				return
+			}
+		}
 		if ifMatch := r.Header.Get("If-Match"); ifMatch != "" && r.Method != http.MethodGet && r.Method != http.MethodHead {
 			unlock, err := s.checkIfMatch(r, ifMatch)
 			if err != nil {
@@ -115,6 +123,9 @@ func (s *Server) wrap(h HandlerFunc) http.Handler {
 			defer unlock()
 		}
 		reply, err := h(rq)
+		if err == nil && !q.Empty() {
+			err = s.applyQuery(rq, q, &reply)
+		}
 		if err != nil {
 			s.fail(w, r, err)
 			return

@@ -12,7 +12,10 @@
 package cimi
 
 import (
+	"encoding/json"
 	"encoding/xml"
+	"fmt"
+	"sort"
 	"time"
 )
 
@@ -40,9 +43,90 @@ const (
 	RelDelete = "delete"
 )
 
-// Ref is a reference to another resource.
+// Ref is a reference to another resource. When Expanded is set (by
+// $expand) the referenced document is written inline beside the href.
 type Ref struct {
-	Href string `json:"href" xml:"href,attr"`
+	Href     string         `json:"href" xml:"href,attr"`
+	Expanded map[string]any `json:"-" xml:"-"`
+}
+
+// MarshalJSON writes {"href": ...}, merged with the expanded document.
+func (r Ref) MarshalJSON() ([]byte, error) {
+	if r.Expanded == nil {
+		return json.Marshal(struct {
+			Href string `json:"href"`
+		}{r.Href})
+	}
+	m := make(map[string]any, len(r.Expanded)+1)
+	for k, v := range r.Expanded {
+		if k != "resourceURI" {
+			m[k] = v
+		}
+	}
+	m["href"] = r.Href
+	return json.Marshal(m)
+}
+
+// MarshalXML writes <name href="..."/>, with the expanded document's
+// attributes as child elements.
+func (r Ref) MarshalXML(e *xml.Encoder, start xml.StartElement) error {
+	start.Attr = append(start.Attr, xml.Attr{Name: xml.Name{Local: "href"}, Value: r.Href})
+	if err := e.EncodeToken(start); err != nil {
+		return err
+	}
+	for _, k := range sortedAnyKeys(r.Expanded) {
+		if k == "resourceURI" || k == "href" {
+			continue
+		}
+		if err := encodeValueXML(e, k, r.Expanded[k]); err != nil {
+			return err
+		}
+	}
+	return e.EncodeToken(start.End())
+}
+
+// encodeValueXML writes a generic JSON value as XML elements named name:
+// objects nest, arrays repeat the element.
+func encodeValueXML(e *xml.Encoder, name string, v any) error {
+	switch val := v.(type) {
+	case []any:
+		for _, item := range val {
+			if err := encodeValueXML(e, name, item); err != nil {
+				return err
+			}
+		}
+		return nil
+	case map[string]any:
+		start := xml.StartElement{Name: xml.Name{Local: name}}
+		if href, ok := val["href"].(string); ok {
+			start.Attr = []xml.Attr{{Name: xml.Name{Local: "href"}, Value: href}}
+		}
+		if err := e.EncodeToken(start); err != nil {
+			return err
+		}
+		for _, k := range sortedAnyKeys(val) {
+			if k == "href" || k == "resourceURI" {
+				continue
+			}
+			if err := encodeValueXML(e, k, val[k]); err != nil {
+				return err
+			}
+		}
+		return e.EncodeToken(start.End())
+	case nil:
+		return nil
+	default:
+		return e.EncodeElement(fmt.Sprint(val), xml.StartElement{Name: xml.Name{Local: name}})
+	}
+}
+
+func sortedAnyKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 // NewRef returns a reference, or nil for an empty href.

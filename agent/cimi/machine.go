@@ -42,7 +42,7 @@ type Machine struct {
 type MachineDisk struct {
 	XMLName xml.Name `json:"-" xml:"Disk"`
 	Common
-	Capacity        int64       `json:"capacity" xml:"capacity"`
+	Capacity        int64       `json:"capacity,omitempty" xml:"capacity,omitempty"`
 	InitialLocation string      `json:"initialLocation,omitempty" xml:"initialLocation,omitempty"`
 	Operations      []Operation `json:"operations,omitempty" xml:"operation,omitempty"`
 }
@@ -59,8 +59,8 @@ type DiskConfig struct {
 type MachineConfiguration struct {
 	XMLName xml.Name `json:"-" xml:"MachineConfiguration"`
 	Common
-	CPU        int          `json:"cpu" xml:"cpu"`
-	Memory     int64        `json:"memory" xml:"memory"`
+	CPU        int          `json:"cpu,omitempty" xml:"cpu,omitempty"`
+	Memory     int64        `json:"memory,omitempty" xml:"memory,omitempty"`
 	Disks      []DiskConfig `json:"disks,omitempty" xml:"disk,omitempty"`
 	CPUArch    string       `json:"cpuArch,omitempty" xml:"cpuArch,omitempty"`
 	CPUSpeed   int          `json:"cpuSpeed,omitempty" xml:"cpuSpeed,omitempty"`
