@@ -11,7 +11,7 @@ CIMID_FLAGS ?=
 # packages are tested one after another.
 TEST_FLAGS ?= -count=1 -p 1 -timeout 50m
 
-.PHONY: all build run test test-unit vet host-setup clean
+.PHONY: all build run test test-unit vet host-setup bench clean
 
 all: build
 
@@ -35,6 +35,18 @@ test: host-setup vet
 # Only the tests that need neither libvirt nor root.
 test-unit:
 	$(GO) test -count=1 -short ./agent/... ./store/... ./cmd/cimi/...
+
+# Machine operations through the API against the same work done directly
+# on libvirt and qemu-img: one "bench: ..." line per operation.
+bench: host-setup
+	@echo "running the benchmark (under a minute)..." >&2
+	@log=$$(mktemp); \
+	if $(GO) test -run '^$$' -bench . -benchtime 1x -count 1 -timeout 15m ./cmd/cimid/ >$$log 2>&1; then \
+		grep '^bench: ' $$log; rc=$$?; \
+	else \
+		cat $$log; rc=1; \
+	fi; \
+	rm -f $$log; exit $$rc
 
 clean:
 	rm -rf bin

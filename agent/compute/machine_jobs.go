@@ -31,6 +31,7 @@ func (s *Service) registerJobs() {
 	s.jobs.Register("machine.pause", job.Kind{Run: s.machineJob(s.doPause), Resumable: true})
 	s.jobs.Register("machine.suspend", job.Kind{Run: s.machineJob(s.doSuspend), Resumable: true})
 	s.jobs.Register("machine.delete", job.Kind{Run: s.runDelete, Resumable: true})
+	s.registerStorageJobs()
 }
 
 func (s *Service) consoleLog(id string) string { return filepath.Join(s.consoleDir, id+".log") }
@@ -52,6 +53,7 @@ func (s *Service) domainSpec(m machineRecord, desired string, deadline time.Time
 	for _, d := range m.Disks {
 		spec.Disks = append(spec.Disks, hypervisor.Disk{Path: d.Path, Format: d.Format, Target: d.Target, Bus: "virtio", Serial: d.ID})
 	}
+	spec.Disks = append(spec.Disks, volumeDisks(m)...)
 	return spec
 }
 
@@ -144,10 +146,14 @@ func (s *Service) cleanupImage(ctx context.Context, rec job.Record) error {
 	return s.db.Update(func(tx *store.Tx) error { return tx.Delete(kindImages, p.ImageID) })
 }
 
-// removeMachine powers off and undefines the domain, deletes the files the
-// Machine owns, then its record: the record goes last, once nothing it
+// removeMachine deletes the Machine's snapshots, powers off and undefines
+// the domain, deletes the files the Machine owns (never its attached
+// volumes), then its record: the record goes last, once nothing it
 // describes is left.
 func (s *Service) removeMachine(ctx context.Context, m machineRecord) error {
+	if err := s.deleteSnapshotsOf(ctx, m); err != nil {
+		return err
+	}
 	if err := s.drv.Destroy(ctx, m.Domain); err != nil && !errors.Is(err, hypervisor.ErrNotFound) {
 		return fmt.Errorf("power off: %w", err)
 	}
@@ -164,10 +170,12 @@ func (s *Service) removeMachine(ctx context.Context, m machineRecord) error {
 	if err := os.Remove(m.ConsoleLog); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove console log: %w", err)
 	}
-	if err := s.drv.RefreshPool(ctx, s.poolName); err != nil {
-		s.log.Warn("refresh pool", "err", err)
-	}
-	return s.db.Update(func(tx *store.Tx) error { return tx.Delete(kindMachines, m.ID) })
+	return s.db.Update(func(tx *store.Tx) error {
+		if err := s.releaseVolumes(tx, m); err != nil {
+			return err
+		}
+		return tx.Delete(kindMachines, m.ID)
+	})
 }
 
 func (s *Service) runDelete(ctx context.Context, x *job.Exec) error {
@@ -392,7 +400,7 @@ func (s *Service) clearStop(ctx context.Context, id string) {
 		if err != nil {
 			return err
 		}
-		m.StopDeadline, m.ForceOnTimeout = time.Time{}, false
+		m.StopDeadline, m.ForceOnTimeout, m.Restarting = time.Time{}, false, false
 		return putRecord(tx, kindMachines, id, m)
 	})
 	if err != nil && !errdefs.Is(err, errdefs.NotFound) {
