@@ -229,3 +229,45 @@ func readSchema(tx *bolt.Tx) (int, error) {
 	}
 	return n, nil
 }
+
+// Scan returns copies of the records of kind whose ids start with prefix,
+// in id order, without reading the others.
+func (t *Tx) Scan(kind, prefix string) ([]Record, error) {
+	b := t.kind(kind)
+	if b == nil {
+		return nil, nil
+	}
+	var out []Record
+	c := b.Cursor()
+	p := []byte(prefix)
+	for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
+		if v != nil {
+			out = append(out, Record{ID: string(k), Value: bytes.Clone(v)})
+		}
+	}
+	return out, nil
+}
+
+// DeletePrefix removes every record of kind whose id starts with prefix
+// and sorts before limit ("" for no limit). It returns how many it removed.
+func (t *Tx) DeletePrefix(kind, prefix, limit string) (int, error) {
+	b := t.kind(kind)
+	if b == nil {
+		return 0, nil
+	}
+	var keys [][]byte
+	c := b.Cursor()
+	p := []byte(prefix)
+	for k, _ := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, _ = c.Next() {
+		if limit != "" && string(k) >= limit {
+			break
+		}
+		keys = append(keys, bytes.Clone(k))
+	}
+	for _, k := range keys {
+		if err := b.Delete(k); err != nil {
+			return 0, fmt.Errorf("delete %s/%s: %w", kind, k, err)
+		}
+	}
+	return len(keys), nil
+}

@@ -151,3 +151,36 @@ func TestCorruptFileIsRefused(t *testing.T) {
 		t.Fatal("corrupt file was overwritten")
 	}
 }
+
+func TestScanAndDeletePrefix(t *testing.T) {
+	db := openTemp(t)
+	err := db.Update(func(tx *Tx) error {
+		for _, id := range []string{"a/1", "a/2", "a/3", "b/1", "ab/1"} {
+			if err := tx.Put("s", id, []byte(id)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.View(func(tx *Tx) error {
+		recs, _ := tx.Scan("s", "a/")
+		if len(recs) != 3 || recs[0].ID != "a/1" || recs[2].ID != "a/3" {
+			t.Fatalf("scan a/: %+v", recs)
+		}
+		return nil
+	})
+	db.Update(func(tx *Tx) error {
+		n, err := tx.DeletePrefix("s", "a/", "a/3")
+		if n != 2 || err != nil {
+			t.Fatalf("delete prefix: %d %v", n, err)
+		}
+		return nil
+	})
+	recs, _ := db.List("s")
+	if len(recs) != 3 {
+		t.Fatalf("after delete: %+v", recs)
+	}
+}
