@@ -273,8 +273,12 @@ type DeviceDriver interface {
 
 	// Internal snapshots of every qcow2 disk (and memory when running).
 	CreateSnapshot(ctx context.Context, domain, name string) error
+	// RevertSnapshot leaves the domain running if and only if the snapshot
+	// was taken running; the domain keeps its current Metadata. A missing
+	// snapshot is an error wrapping ErrNotFound, in DeleteSnapshot too.
 	RevertSnapshot(ctx context.Context, domain, name string) error
 	DeleteSnapshot(ctx context.Context, domain, name string) error
+	// ListSnapshots lists the snapshots oldest first.
 	ListSnapshots(ctx context.Context, domain string) ([]SnapshotInfo, error)
 }
 
@@ -286,7 +290,11 @@ type NetworkDriver interface {
 	UndefineNetwork(ctx context.Context, name string) error
 	ListNetworks(ctx context.Context) ([]NetworkStatus, error)
 	DHCPLeases(ctx context.Context, network string) ([]Lease, error)
+	// AddDHCPHost reserves an address (persistent and, while the network
+	// runs, live); adding an identical reservation again succeeds.
 	AddDHCPHost(ctx context.Context, network string, host DHCPHost) error
+	// RemoveDHCPHost removes the reservation for host.MAC; one that is
+	// already gone is not an error.
 	RemoveDHCPHost(ctx context.Context, network string, host DHCPHost) error
 }
 

@@ -69,3 +69,20 @@ func connectionBroken(e libvirt.Error) bool {
 func hasCode(err error, code libvirt.ErrorNumber) bool {
 	return errors.Is(err, code)
 }
+
+// lookupFailed classifies the failure to look a network or a snapshot up by
+// name. Their absence is hypervisor.ErrNotFound for the operations on them,
+// but not for domain operations that merely refer to a network (starting a
+// domain whose network is missing does not mean the domain is missing), so
+// classOf leaves those codes alone.
+func lookupFailed(err error) error {
+	lv, ok := err.(libvirt.Error)
+	if !ok {
+		return err
+	}
+	switch lv.Code {
+	case libvirt.ERR_NO_NETWORK, libvirt.ERR_NO_DOMAIN_SNAPSHOT:
+		return &libvirtError{class: hypervisor.ErrNotFound, err: lv}
+	}
+	return classify(lv)
+}
