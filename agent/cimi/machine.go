@@ -24,18 +24,20 @@ const (
 type Machine struct {
 	XMLName xml.Name `json:"-" xml:"Machine"`
 	Common
-	State             string      `json:"state,omitempty" xml:"state,omitempty"`
-	CPU               int         `json:"cpu,omitempty" xml:"cpu,omitempty"`
-	Memory            int64       `json:"memory,omitempty" xml:"memory,omitempty"`
-	Disks             *Ref        `json:"disks,omitempty" xml:"disks,omitempty"`
-	CPUArch           string      `json:"cpuArch,omitempty" xml:"cpuArch,omitempty"`
-	CPUSpeed          int         `json:"cpuSpeed,omitempty" xml:"cpuSpeed,omitempty"`
-	Volumes           *Ref        `json:"volumes,omitempty" xml:"volumes,omitempty"`
-	NetworkInterfaces *Ref        `json:"networkInterfaces,omitempty" xml:"networkInterfaces,omitempty"`
-	LatestSnapshot    *Ref        `json:"latestSnapshot,omitempty" xml:"latestSnapshot,omitempty"`
-	Snapshots         *Ref        `json:"snapshots,omitempty" xml:"snapshots,omitempty"`
-	Operations        []Operation `json:"operations,omitempty" xml:"operation,omitempty"`
-	Extra             Extra       `json:"-" xml:",any"`
+	State             string `json:"state,omitempty" xml:"state,omitempty"`
+	CPU               int    `json:"cpu,omitempty" xml:"cpu,omitempty"`
+	Memory            int64  `json:"memory,omitempty" xml:"memory,omitempty"`
+	Disks             *Ref   `json:"disks,omitempty" xml:"disks,omitempty"`
+	CPUArch           string `json:"cpuArch,omitempty" xml:"cpuArch,omitempty"`
+	CPUSpeed          int    `json:"cpuSpeed,omitempty" xml:"cpuSpeed,omitempty"`
+	Volumes           *Ref   `json:"volumes,omitempty" xml:"volumes,omitempty"`
+	NetworkInterfaces *Ref   `json:"networkInterfaces,omitempty" xml:"networkInterfaces,omitempty"`
+	LatestSnapshot    *Ref   `json:"latestSnapshot,omitempty" xml:"latestSnapshot,omitempty"`
+	Snapshots         *Ref   `json:"snapshots,omitempty" xml:"snapshots,omitempty"`
+	// StatusMessage (extension) says why a Machine is in ERROR.
+	StatusMessage string      `json:"statusMessage,omitempty" xml:"statusMessage,omitempty"`
+	Operations    []Operation `json:"operations,omitempty" xml:"operation,omitempty"`
+	Extra         Extra       `json:"-" xml:",any"`
 }
 
 // MachineDisk is a local disk of a Machine.

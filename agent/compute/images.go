@@ -39,6 +39,7 @@ func (s *Service) imageDoc(urls api.URLs, im imageRecord) *cimi.MachineImage {
 		DiskFormat:    im.Format,
 		Capacity:      im.VirtualSizeKiB,
 	}
+	addOriginDoc(urls, im, d)
 	d.Operations = []cimi.Operation{{Rel: cimi.RelEdit, Href: d.ID}}
 	if im.State != imageDeleting {
 		d.Operations = append(d.Operations, cimi.Operation{Rel: cimi.RelDelete, Href: d.ID})
@@ -322,6 +323,9 @@ func (s *Service) loadImage(id string) (imageRecord, error) {
 
 func (s *Service) deleteImage(rq *api.Request) (api.Reply, error) {
 	id := rq.Vars["id"]
+	if reply, ok, err := s.deleteSnapshotImage(id); ok {
+		return reply, err
+	}
 	path := kindImages + "/" + id
 	j, err := s.submit(job.Record{Kind: "image.delete", Action: cimi.RelDelete, Name: "delete MachineImage", Target: path, Locks: []string{path}},
 		imageParams{ImageID: id},
@@ -425,6 +429,9 @@ func lookupImage(tx *store.Tx, urls api.URLs, in *cimi.MachineImageInput) (image
 	}
 	if im.State != imageAvailable {
 		return imageRecord{}, errdefs.Conflictf("MachineImage %s is %s, not AVAILABLE", id, im.State)
+	}
+	if im.Type == imageTypeSnapshot {
+		return imageRecord{}, errdefs.Invalidf("MachineImage %s is a SNAPSHOT of Machine %s: restore it on that Machine; new Machines boot from images of type IMAGE (capture makes one)", id, im.MachineID)
 	}
 	return im, nil
 }

@@ -212,7 +212,13 @@ func (s *Service) machineJob(step func(ctx context.Context, x *job.Exec, m machi
 		}
 		x.OnUndo("show the observed state", func(ctx context.Context) error {
 			s.clearStop(ctx, m.ID)
-			return s.settle(ctx, m.ID)
+			if err := s.settle(ctx, m.ID); err != nil {
+				return err
+			}
+			if cur, err := s.loadMachine(m.ID); err == nil {
+				s.setDesired(ctx, cur, cur.State) // no stop deadline runs any more
+			}
+			return nil
 		})
 		if err := step(ctx, x, m, p.Force); err != nil {
 			return err
@@ -277,6 +283,7 @@ func (s *Service) doStop(ctx context.Context, x *job.Exec, m machineRecord, forc
 		return err
 	}
 	s.clearStop(ctx, m.ID)
+	s.setDesired(ctx, m, cimi.StateStopped) // and no deadline any more
 	return s.settle(ctx, m.ID)
 }
 

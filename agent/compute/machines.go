@@ -34,7 +34,7 @@ func (s *Service) machineRoutes() []api.Route {
 	for _, a := range machineActions {
 		routes = append(routes, api.Route{Method: http.MethodPost, Path: "/machines/{id}/" + a.name, Handler: s.actionHandler(a)})
 	}
-	return routes
+	return append(routes, s.storageRoutes()...)
 }
 
 // machineAction describes one CIMI action on a Machine.
@@ -67,12 +67,13 @@ func machinePath(id string) string { return kindMachines + "/" + id }
 func (s *Service) machineDoc(urls api.URLs, m machineRecord) *cimi.Machine {
 	path := machinePath(m.ID)
 	d := &cimi.Machine{
-		Common:  commonDoc(urls, "Machine", path, m.meta),
-		State:   m.State,
-		CPU:     m.CPU,
-		Memory:  m.MemoryKiB,
-		CPUArch: m.CPUArch,
-		Disks:   cimi.NewRef(urls.Abs(path + "/disks")),
+		Common:        commonDoc(urls, "Machine", path, m.meta),
+		State:         m.State,
+		CPU:           m.CPU,
+		Memory:        m.MemoryKiB,
+		CPUArch:       m.CPUArch,
+		StatusMessage: m.StatusMessage,
+		Disks:         cimi.NewRef(urls.Abs(path + "/disks")),
 	}
 	d.Operations = []cimi.Operation{{Rel: cimi.RelEdit, Href: d.ID}}
 	if m.State != cimi.StateDeleting {
@@ -83,6 +84,7 @@ func (s *Service) machineDoc(urls api.URLs, m machineRecord) *cimi.Machine {
 			d.Operations = append(d.Operations, cimi.Operation{Rel: cimi.ActionURI(a.name), Href: d.ID + "/" + a.name})
 		}
 	}
+	s.addStorageDoc(urls, m, d)
 	return d
 }
 
@@ -334,6 +336,7 @@ func (s *Service) actionHandler(a machineAction) api.HandlerFunc {
 			m.State = a.transition
 			if a.name == "stop" || a.name == "restart" {
 				m.StopDeadline, m.ForceOnTimeout = s.now().Add(timeout), forceOnTimeout
+				m.Restarting = a.name == "restart"
 			}
 			m.StatusMessage = ""
 			return putRecord(tx, kindMachines, id, m)
@@ -374,6 +377,9 @@ func (s *Service) escalateStop(rec job.Record, id string, force bool) (api.Reply
 		}
 		if m.State != cimi.StateStopping {
 			return errdefs.Conflictf("Machine %s is %s now; send the stop again", id, m.State)
+		}
+		if m.Restarting {
+			return errdefs.Conflictf("Machine %s is stopping for a restart, which would start it again; stop the restart Job first, then stop the Machine", id)
 		}
 		if !force {
 			return errdefs.Conflictf("Machine %s is already stopping; send force=true to power it off now", id)

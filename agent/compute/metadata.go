@@ -23,7 +23,8 @@ func (s *Service) metadata() []cimi.ResourceMetadata {
 	maxCPU := strconv.Itoa(s.maxCPUs())
 	return []cimi.ResourceMetadata{
 		{Common: cimi.Common{Name: "Machine"}, TypeURI: cimi.TypeURI("Machine"),
-			Attributes: []cimi.AttributeMeta{{Name: "cpu", Required: true}, {Name: "memory", Required: true}, {Name: "cpuArch", Required: true}, {Name: "disks", Required: true}},
+			Attributes: []cimi.AttributeMeta{{Name: "cpu", Required: true}, {Name: "memory", Required: true}, {Name: "cpuArch", Required: true}, {Name: "disks", Required: true},
+				{Name: "statusMessage", Namespace: cimi.ExtNamespace, Type: "string", Description: "why the Machine is in ERROR, or what was last observed outside the API"}},
 			Capabilities: []cimi.Capability{
 				capability("Machine", "InitialStates", "STARTED,STOPPED", "states a Machine can be created in"),
 				capability("Machine", "DefaultInitialState", defaultInitialState, "state of a new Machine whose template names none"),

@@ -73,6 +73,9 @@ type imageRecord struct {
 	Format         string `json:"format,omitempty"`
 	VirtualSizeKiB int64  `json:"virtualSizeKiB,omitempty"`
 	Error          string `json:"error,omitempty"`
+
+	// Where an image made from a Machine comes from (snapshots.go).
+	imageOrigin
 }
 
 type templateRecord struct {
@@ -109,6 +112,13 @@ type machineRecord struct {
 	StopDeadline   time.Time `json:"stopDeadline,omitempty"`
 	ForceOnTimeout bool      `json:"forceOnTimeout,omitempty"`
 	StatusMessage  string    `json:"statusMessage,omitempty"`
+	// Restarting tells that the graceful stop is the first half of a
+	// restart: a forced stop must not escalate it (the Machine would be
+	// started again).
+	Restarting bool `json:"restarting,omitempty"`
+
+	// Attached volumes and the latest snapshot (volumes.go).
+	machineStorage
 }
 
 func getRecord[T any](tx *store.Tx, kind, id, what string) (T, error) {

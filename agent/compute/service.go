@@ -30,6 +30,9 @@ type Config struct {
 	ResyncInterval time.Duration
 	// Events, when set, receives every Machine state change.
 	Events EventRecorder
+	// Volumes, when set, is the service that owns the Volumes Machines
+	// attach.
+	Volumes Volumes
 }
 
 // EventRecorder keeps the event history of resources.
@@ -138,7 +141,7 @@ func (s *Service) Collections() []string {
 }
 
 // Metadata implements api.Service.
-func (s *Service) Metadata() []cimi.ResourceMetadata { return s.metadata() }
+func (s *Service) Metadata() []cimi.ResourceMetadata { return storageMetadata(s.metadata()) }
 
 func concat[T any](lists ...[]T) []T {
 	var out []T

@@ -1,0 +1,172 @@
+// Package storage owns the Volume family of resources: VolumeConfigurations,
+// VolumeTemplates, Volumes and VolumeImages, whose bits are image files in
+// the agent's storage pool. It keeps their records in the store, turns every
+// change into a Job whose steps drive qemu-img (and the hypervisor, for the
+// volumes a running guest uses), records which resources use a Volume so
+// that nothing is deleted from under its users, and runs the periodic pass
+// that compares the pool's files with the store.
+//
+// Machines attach Volumes through Use and Release, called by the Machine
+// side inside its own store transactions.
+package storage
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"cimid/agent/errdefs"
+	"cimid/store"
+)
+
+// Store kinds (buckets) owned by this package.
+const (
+	kindConfigs   = "volumeConfigs"
+	kindTemplates = "volumeTemplates"
+	kindVolumes   = "volumes"
+	kindImages    = "volumeImages"
+)
+
+// Disk image formats a Volume may have.
+const (
+	diskQCOW2 = "qcow2"
+	diskRaw   = "raw"
+)
+
+// meta is what every record shares.
+type meta struct {
+	ID          string            `json:"id"`
+	Name        string            `json:"name,omitempty"`
+	Description string            `json:"description,omitempty"`
+	Properties  map[string]string `json:"properties,omitempty"`
+	Created     time.Time         `json:"created"`
+	Updated     time.Time         `json:"updated"`
+}
+
+// configSpec is what a VolumeConfiguration fixes.
+type configSpec struct {
+	Type        string `json:"type,omitempty"`
+	Format      string `json:"format,omitempty"` // file system; empty: unformatted
+	CapacityKiB int64  `json:"capacityKiB"`
+	DiskFormat  string `json:"diskFormat"`
+}
+
+type configRecord struct {
+	meta
+	configSpec
+	Provider bool `json:"provider,omitempty"` // defined by the agent, not a user
+}
+
+type templateRecord struct {
+	meta
+	ConfigID string      `json:"configId,omitempty"` // by reference
+	Config   *configSpec `json:"config,omitempty"`   // by value
+	ImageID  string      `json:"imageId,omitempty"`
+}
+
+// Use is one resource using a Volume: a Machine it is attached to (Target
+// set), or a snapshot of a Machine that lives inside the Volume's file.
+type Use struct {
+	// User is the path of the using resource, e.g. "machines/<id>" or
+	// "machineImages/<id>".
+	User string `json:"user"`
+	// Machine is the id of the Machine concerned.
+	Machine string `json:"machine"`
+	// Domain and Target are set for an attachment: the libvirt domain and
+	// the guest device name.
+	Domain string `json:"domain,omitempty"`
+	Target string `json:"target,omitempty"`
+}
+
+// Attached reports whether the use is an attachment to a Machine.
+func (u Use) Attached() bool { return u.Target != "" }
+
+type volumeRecord struct {
+	meta
+	State       string `json:"state"`
+	Type        string `json:"type"`
+	CapacityKiB int64  `json:"capacityKiB"`
+	DiskFormat  string `json:"diskFormat"`
+	Format      string `json:"format,omitempty"` // file system made at creation
+	Bootable    bool   `json:"bootable,omitempty"`
+	Path        string `json:"path"`
+	ImageID     string `json:"imageId,omitempty"` // the VolumeImage it was made from
+	Users       []Use  `json:"users,omitempty"`
+	Error       string `json:"error,omitempty"`
+}
+
+type imageRecord struct {
+	meta
+	State          string `json:"state"`
+	Source         string `json:"source,omitempty"`   // imageLocation as given
+	VolumeID       string `json:"volumeId,omitempty"` // the Volume it was taken from
+	Path           string `json:"path,omitempty"`
+	Format         string `json:"format,omitempty"`
+	SourceFormat   string `json:"sourceFormat,omitempty"`
+	VirtualSizeKiB int64  `json:"virtualSizeKiB,omitempty"`
+	Bootable       bool   `json:"bootable,omitempty"`
+}
+
+func getRecord[T any](tx *store.Tx, kind, id, what string) (T, error) {
+	var rec T
+	b, err := tx.Get(kind, id)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return rec, errdefs.NotFoundf("%s %s does not exist", what, id)
+		}
+		return rec, err
+	}
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return rec, fmt.Errorf("decode %s %s: %w", what, id, err)
+	}
+	return rec, nil
+}
+
+func putRecord(tx *store.Tx, kind, id string, rec any) error {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("encode %s/%s: %w", kind, id, err)
+	}
+	return tx.Put(kind, id, b)
+}
+
+func listRecords[T any](tx *store.Tx, kind string) ([]T, error) {
+	recs, err := tx.List(kind)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]T, 0, len(recs))
+	for _, r := range recs {
+		var v T
+		if err := json.Unmarshal(r.Value, &v); err != nil {
+			return nil, fmt.Errorf("decode %s/%s: %w", kind, r.ID, err)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// view reads one record in its own transaction.
+func view[T any](db *store.DB, kind, id, what string) (T, error) {
+	var rec T
+	err := db.View(func(tx *store.Tx) (err error) {
+		rec, err = getRecord[T](tx, kind, id, what)
+		return err
+	})
+	return rec, err
+}
+
+// update changes one record in its own transaction.
+func update[T any](db *store.DB, kind, id, what string, fn func(*T) error) error {
+	return db.Update(func(tx *store.Tx) error {
+		rec, err := getRecord[T](tx, kind, id, what)
+		if err != nil {
+			return err
+		}
+		if err := fn(&rec); err != nil {
+			return err
+		}
+		return putRecord(tx, kind, id, rec)
+	})
+}
