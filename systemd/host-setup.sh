@@ -19,6 +19,8 @@
 #      offer a software /dev/kvm without vmx/svm on which guest kernels barely make progress,
 #      so /dev/kvm alone is not enough. The choice is printed and written to
 #      /run/cimid/host.env as CIMID_DOMAIN_TYPE=kvm|qemu.
+#   6. Reports whether NAT networks can work here (dnsmasq, iptables, IP forwarding); cimid makes
+#      its default network isolated where they cannot.
 #
 # Options:
 #   --quiet   print only the line that says which hypervisor guests run under
@@ -66,7 +68,8 @@ fi
 # ---------------------------------------------------------------------------------------
 # 1. Packages
 packages=(libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients libvirt-dev
-          qemu-system-x86 qemu-utils pkg-config dnsmasq-base)
+          qemu-system-x86 qemu-utils pkg-config dnsmasq-base iptables
+          genisoimage python3-yaml)  # the last two for tests: they read cloud-init seeds back
 [ "$SYSTEMD" = 1 ] || packages+=(tini)
 if [ -n "${CIMID_EXTRA_PKGS:-}" ]; then
   read -r -a extra <<<"$CIMID_EXTRA_PKGS"
@@ -248,3 +251,20 @@ tmp_env=$(mktemp "$RUN_DIR/host.env.XXXXXX")
 chmod 0644 "$tmp_env"
 mv -f "$tmp_env" "$ENV_FILE"
 say "wrote $ENV_FILE"
+
+# ---------------------------------------------------------------------------------------
+# 6. NAT for virtual networks
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
+nat_problem=""
+if ! have dnsmasq; then
+  nat_problem="dnsmasq is not installed (package dnsmasq-base)"
+elif ! have iptables && ! have nft; then
+  nat_problem="neither iptables nor nft is installed"
+elif [ "$(cat /proc/sys/net/ipv4/ip_forward 2>/dev/null)" != 1 ] && [ ! -w /proc/sys/net/ipv4/ip_forward ]; then
+  nat_problem="IP forwarding is off and cannot be turned on (/proc/sys/net/ipv4/ip_forward is read-only)"
+fi
+if [ -n "$nat_problem" ]; then
+  echo "$PROG: NAT networks cannot work on this host: $nat_problem; cimid's default network will be isolated"
+else
+  say "NAT networks can work here (dnsmasq, iptables and IP forwarding are available)"
+fi

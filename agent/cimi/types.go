@@ -10,27 +10,30 @@ import (
 type CloudEntryPoint struct {
 	XMLName xml.Name `json:"-" xml:"CloudEntryPoint"`
 	Common
-	BaseURI          string      `json:"baseURI" xml:"baseURI"`
-	ResourceMetadata *Ref        `json:"resourceMetadata,omitempty" xml:"resourceMetadata,omitempty"`
-	Systems          *Ref        `json:"systems,omitempty" xml:"systems,omitempty"`
-	SystemTemplates  *Ref        `json:"systemTemplates,omitempty" xml:"systemTemplates,omitempty"`
-	Machines         *Ref        `json:"machines,omitempty" xml:"machines,omitempty"`
-	MachineTemplates *Ref        `json:"machineTemplates,omitempty" xml:"machineTemplates,omitempty"`
-	MachineConfigs   *Ref        `json:"machineConfigs,omitempty" xml:"machineConfigs,omitempty"`
-	MachineImages    *Ref        `json:"machineImages,omitempty" xml:"machineImages,omitempty"`
-	Credentials      *Ref        `json:"credentials,omitempty" xml:"credentials,omitempty"`
-	Volumes          *Ref        `json:"volumes,omitempty" xml:"volumes,omitempty"`
-	VolumeTemplates  *Ref        `json:"volumeTemplates,omitempty" xml:"volumeTemplates,omitempty"`
-	VolumeConfigs    *Ref        `json:"volumeConfigs,omitempty" xml:"volumeConfigs,omitempty"`
-	VolumeImages     *Ref        `json:"volumeImages,omitempty" xml:"volumeImages,omitempty"`
-	Networks         *Ref        `json:"networks,omitempty" xml:"networks,omitempty"`
-	NetworkTemplates *Ref        `json:"networkTemplates,omitempty" xml:"networkTemplates,omitempty"`
-	NetworkConfigs   *Ref        `json:"networkConfigs,omitempty" xml:"networkConfigs,omitempty"`
-	Addresses        *Ref        `json:"addresses,omitempty" xml:"addresses,omitempty"`
-	Jobs             *Ref        `json:"jobs,omitempty" xml:"jobs,omitempty"`
-	Meters           *Ref        `json:"meters,omitempty" xml:"meters,omitempty"`
-	EventLogs        *Ref        `json:"eventLogs,omitempty" xml:"eventLogs,omitempty"`
-	Operations       []Operation `json:"operations,omitempty" xml:"operation,omitempty"`
+	BaseURI             string      `json:"baseURI" xml:"baseURI"`
+	ResourceMetadata    *Ref        `json:"resourceMetadata,omitempty" xml:"resourceMetadata,omitempty"`
+	Systems             *Ref        `json:"systems,omitempty" xml:"systems,omitempty"`
+	SystemTemplates     *Ref        `json:"systemTemplates,omitempty" xml:"systemTemplates,omitempty"`
+	Machines            *Ref        `json:"machines,omitempty" xml:"machines,omitempty"`
+	MachineTemplates    *Ref        `json:"machineTemplates,omitempty" xml:"machineTemplates,omitempty"`
+	MachineConfigs      *Ref        `json:"machineConfigs,omitempty" xml:"machineConfigs,omitempty"`
+	MachineImages       *Ref        `json:"machineImages,omitempty" xml:"machineImages,omitempty"`
+	Credentials         *Ref        `json:"credentials,omitempty" xml:"credentials,omitempty"`
+	CredentialTemplates *Ref        `json:"credentialTemplates,omitempty" xml:"credentialTemplates,omitempty"`
+	Volumes             *Ref        `json:"volumes,omitempty" xml:"volumes,omitempty"`
+	VolumeTemplates     *Ref        `json:"volumeTemplates,omitempty" xml:"volumeTemplates,omitempty"`
+	VolumeConfigs       *Ref        `json:"volumeConfigs,omitempty" xml:"volumeConfigs,omitempty"`
+	VolumeImages        *Ref        `json:"volumeImages,omitempty" xml:"volumeImages,omitempty"`
+	Networks            *Ref        `json:"networks,omitempty" xml:"networks,omitempty"`
+	NetworkTemplates    *Ref        `json:"networkTemplates,omitempty" xml:"networkTemplates,omitempty"`
+	NetworkConfigs      *Ref        `json:"networkConfigs,omitempty" xml:"networkConfigs,omitempty"`
+	NetworkPorts        *Ref        `json:"networkPorts,omitempty" xml:"networkPorts,omitempty"`
+	Addresses           *Ref        `json:"addresses,omitempty" xml:"addresses,omitempty"`
+	AddressTemplates    *Ref        `json:"addressTemplates,omitempty" xml:"addressTemplates,omitempty"`
+	Jobs                *Ref        `json:"jobs,omitempty" xml:"jobs,omitempty"`
+	Meters              *Ref        `json:"meters,omitempty" xml:"meters,omitempty"`
+	EventLogs           *Ref        `json:"eventLogs,omitempty" xml:"eventLogs,omitempty"`
+	Operations          []Operation `json:"operations,omitempty" xml:"operation,omitempty"`
 }
 
 // Job states.

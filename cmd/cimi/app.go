@@ -164,7 +164,11 @@ progress; --no-wait prints the job URL instead.`,
 		a.imageCommand(),
 		a.templateCommand(),
 		a.configCommand(),
+		a.networkCommand(),
+		a.credentialCommand(),
+		a.volumeCommand(),
 		a.versionCommand(),
+		a.ovfCommand(),
 	)
 	return root
 }

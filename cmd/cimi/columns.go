@@ -72,6 +72,26 @@ func typeColumns(key string) []column {
 			{"TYPE", stringColumn("type")},
 			{"LOCATION", stringColumn("imageLocation")},
 		}
+	case "volumes", "volumeImages", "volumeConfigs":
+		return volumeColumns(key)
+	case "networks":
+		return []column{
+			{"FORWARD", stringColumn("forwardMode")},
+			{"SUBNET", stringColumn("subnet")},
+			{"BRIDGE", stringColumn("bridge")},
+		}
+	case "credentials":
+		return []column{
+			{"USER", stringColumn("userName")},
+			{"KEY", func(r *cimiclient.Resource, _ view) string { return truncate(r.String("key"), 40) }},
+		}
+	case "addresses":
+		return []column{
+			{"IP", stringColumn("ip")},
+			{"ALLOCATION", stringColumn("allocation")},
+			{"MAC", stringColumn("macAddress")},
+			{"NETWORK", refColumn("network")},
+		}
 	case "machineTemplates":
 		return []column{
 			{"CONFIG", refColumn("machineConfig")},

@@ -29,7 +29,7 @@ func machineKind() kind {
 
 func (a *app) machineCommand() *cobra.Command {
 	k := machineKind()
-	return a.kindCommand(k, "Create, list and operate machines", a.machineCreateCommand(k))
+	return a.kindCommand(k, "Create, list and operate machines", append([]*cobra.Command{a.machineCreateCommand(k)}, a.machineStorageCommands(k)...)...)
 }
 
 // templateFlags describe a machine template given on the command line.

@@ -586,6 +586,7 @@ func benchRemoveInstance(drv *libvirt.Driver, instance string) {
 		return
 	}
 	benchRemoveDomains(drv, "cimid-"+instance+"-")
+	removeInstanceNetworks("cimid-" + instance + "-")
 	virsh("pool-destroy", "cimid-"+instance)
 	virsh("pool-undefine", "cimid-"+instance)
 }

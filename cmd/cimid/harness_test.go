@@ -111,6 +111,7 @@ func startDaemon(t *testing.T, stateDir string, extra ...string) *daemon {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
+				d.removeNetworksAtCleanup()
 				return d
 			}
 		}
