@@ -3,25 +3,21 @@ package api
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"path"
 	"strings"
 	"sync"
 
+	"cimid/agent/cimi"
 	"cimid/agent/errdefs"
 )
 
-// etagOf is a strong validator of a document's content: the same attributes
-// give the same tag whatever the response format.
-func etagOf(doc any) string {
-	b, err := json.Marshal(doc)
-	if err != nil {
-		return ""
-	}
-	sum := sha256.Sum256(b)
-	return `"` + hex.EncodeToString(sum[:12]) + `"`
+// etagOf is a strong validator of one representation: a hash of the bytes
+// sent, tagged with their format.
+func etagOf(f cimi.Format, body []byte) string {
+	sum := sha256.Sum256(body)
+	return `"` + f.String() + "-" + hex.EncodeToString(sum[:12]) + `"`
 }
 
 // etagListMatches implements the comparison of If-Match / If-None-Match.
@@ -60,7 +56,12 @@ func (s *Server) checkIfMatch(r *http.Request, ifMatch string) (unlock func(), e
 
 // currentETag renders the resource at p as a GET would.
 func (s *Server) currentETag(orig *http.Request, p string) (string, bool) {
-	rec := s.internalGet(orig, p)
+	// the tag to compare is the one of the representation this client reads
+	f, err := cimi.Negotiate(orig.URL.Query().Get("$format"), orig.Header.Get("Accept"))
+	if err != nil {
+		f = cimi.JSON
+	}
+	rec := s.internalGet(orig, p, f)
 	if rec.Code != http.StatusOK {
 		return "", false
 	}
@@ -103,12 +104,13 @@ func (k *keyedMutex) lock(key string) func() {
 	}
 }
 
-// internalGet serves a JSON GET of path inside the agent, on behalf of orig.
-func (s *Server) internalGet(orig *http.Request, p string) *httptest.ResponseRecorder {
+// internalGet serves a GET of path inside the agent, on behalf of orig,
+// in format f.
+func (s *Server) internalGet(orig *http.Request, p string, f cimi.Format) *httptest.ResponseRecorder {
 	req := httptest.NewRequest(http.MethodGet, p, nil).WithContext(orig.Context())
 	req.Host = orig.Host
 	req.TLS = orig.TLS
-	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Accept", f.ContentType())
 	rec := httptest.NewRecorder()
 	s.router.ServeHTTP(rec, req)
 	return rec

@@ -87,7 +87,7 @@ func (s *Server) expandRef(rq *Request, ref *cimi.Ref) {
 	if !ok {
 		return
 	}
-	rec := s.internalGet(rq.Request, "/cimi/"+path)
+	rec := s.internalGet(rq.Request, "/cimi/"+path, cimi.JSON)
 	if rec.Code != http.StatusOK {
 		return
 	}

@@ -5,11 +5,13 @@
 package api
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/gorilla/mux"
@@ -146,8 +148,16 @@ func (s *Server) write(w http.ResponseWriter, rq *Request, reply Reply) {
 	if status == 0 {
 		status = http.StatusOK
 	}
-	if reply.ETag == "" && reply.Body != nil && status == http.StatusOK && (rq.Method == http.MethodGet || rq.Method == http.MethodHead) {
-		reply.ETag = etagOf(reply.Body)
+	var body bytes.Buffer
+	if reply.Body != nil {
+		if err := cimi.Encode(&body, rq.Format, reply.Body); err != nil {
+			s.log.Error("encode response", "path", rq.URL.Path, "err", err)
+			s.fail(w, rq.Request, fmt.Errorf("encode response: %w", err))
+			return
+		}
+		if reply.ETag == "" && status == http.StatusOK && (rq.Method == http.MethodGet || rq.Method == http.MethodHead) {
+			reply.ETag = etagOf(rq.Format, body.Bytes())
+		}
 	}
 	if reply.ETag != "" {
 		h.Set("ETag", reply.ETag)
@@ -162,12 +172,13 @@ func (s *Server) write(w http.ResponseWriter, rq *Request, reply Reply) {
 		return
 	}
 	h.Set("Content-Type", rq.Format.ContentType())
+	h.Set("Content-Length", strconv.Itoa(body.Len()))
 	w.WriteHeader(status)
 	if rq.Method == http.MethodHead {
 		return
 	}
-	if err := cimi.Encode(w, rq.Format, reply.Body); err != nil {
-		s.log.Error("write response", "path", rq.URL.Path, "err", err)
+	if _, err := w.Write(body.Bytes()); err != nil {
+		s.log.Debug("write response", "path", rq.URL.Path, "err", err)
 	}
 }
 

@@ -61,8 +61,12 @@ func TestETagAndIfMatch(t *testing.T) {
 	if first.Code != 200 || tag == "" {
 		t.Fatalf("GET: %d, ETag %q", first.Code, tag)
 	}
-	if x := serve(s, "GET", "/cimi/notes/1?$format=xml", ""); x.Header().Get("ETag") != tag {
-		t.Fatal("the ETag depends on the format")
+	xtag := serve(s, "GET", "/cimi/notes/1?$format=xml", "").Header().Get("ETag")
+	if xtag == "" || xtag == tag {
+		t.Fatalf("XML and JSON representations share the ETag %q", tag)
+	}
+	if again := serve(s, "GET", "/cimi/notes/1", "").Header().Get("ETag"); again != tag {
+		t.Fatal("the ETag of an unchanged resource changed")
 	}
 	if r := serve(s, "GET", "/cimi/notes/1", "", "If-None-Match", tag); r.Code != http.StatusNotModified {
 		t.Fatalf("If-None-Match with the current tag: %d", r.Code)
@@ -70,6 +74,10 @@ func TestETagAndIfMatch(t *testing.T) {
 	if r := serve(s, "PUT", "/cimi/notes/1", `{"name":"b"}`, "If-Match", `"stale"`); r.Code != http.StatusPreconditionFailed {
 		t.Fatalf("PUT with a stale If-Match: %d %s", r.Code, r.Body)
 	}
+	if r := serve(s, "PUT", "/cimi/notes/1", `{"name":"x"}`, "If-Match", xtag, "Accept", "application/xml"); r.Code != 200 {
+		t.Fatalf("PUT with the current XML tag, reading XML: %d %s", r.Code, r.Body)
+	}
+	tag = serve(s, "GET", "/cimi/notes/1", "").Header().Get("ETag")
 	if r := serve(s, "PUT", "/cimi/notes/1", `{"name":"b"}`, "If-Match", tag); r.Code != 200 {
 		t.Fatalf("PUT with the current If-Match: %d %s", r.Code, r.Body)
 	}

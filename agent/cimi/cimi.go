@@ -53,9 +53,7 @@ type Ref struct {
 // MarshalJSON writes {"href": ...}, merged with the expanded document.
 func (r Ref) MarshalJSON() ([]byte, error) {
 	if r.Expanded == nil {
-		return json.Marshal(struct {
-			Href string `json:"href"`
-		}{r.Href})
+		return appendHrefJSON(make([]byte, 0, len(r.Href)+12), r.Href), nil
 	}
 	m := make(map[string]any, len(r.Expanded)+1)
 	for k, v := range r.Expanded {
@@ -203,3 +201,20 @@ func TimePtr(t time.Time) *time.Time {
 // ExtNamespace is the namespace of the attributes and capabilities this
 // provider adds to the standard.
 const ExtNamespace = "urn:x-cimid:1"
+
+// appendHrefJSON appends {"href":"..."} with the JSON string escapes.
+func appendHrefJSON(b []byte, href string) []byte {
+	b = append(b, `{"href":"`...)
+	for i := 0; i < len(href); i++ {
+		c := href[i]
+		switch {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c < 0x20:
+			b = append(b, fmt.Sprintf(`\u%04x`, c)...)
+		default:
+			b = append(b, c) // UTF-8 passes through unchanged
+		}
+	}
+	return append(b, `"}`...)
+}

@@ -1,6 +1,7 @@
 package cimi
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"encoding/xml"
@@ -124,8 +125,10 @@ func BodyFormat(contentType string, body []byte) (Format, error) {
 // by v's XMLName field and placed in the CIMI namespace.
 func Encode(w io.Writer, f Format, v any) error {
 	if f == JSON {
+		if c, ok := v.(*Collection); ok {
+			return c.writeJSON(w)
+		}
 		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
 		enc.SetEscapeHTML(false)
 		return enc.Encode(v)
 	}
@@ -174,8 +177,9 @@ type SyntaxError struct{ Msg string }
 func (e *SyntaxError) Error() string { return e.Msg }
 
 // Decode parses body in format f into v. Unknown JSON keys and unknown XML
-// elements are rejected, naming the offender. XML is accepted with or
-// without the CIMI namespace.
+// elements are rejected, naming the offender, as are XML elements of the
+// wrong shape (see checkXMLShape) and anything after the document. XML is
+// accepted with or without the CIMI namespace.
 func Decode(body []byte, f Format, v any) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return ErrEmptyBody
@@ -186,7 +190,7 @@ func Decode(body []byte, f Format, v any) error {
 		if err := dec.Decode(v); err != nil {
 			return &SyntaxError{Msg: "malformed JSON body: " + jsonErrorText(err)}
 		}
-		if dec.More() {
+		if len(bytes.Trim(body[dec.InputOffset():], " \t\r\n")) > 0 {
 			return &SyntaxError{Msg: "malformed JSON body: data after the top-level value"}
 		}
 		return nil
@@ -199,7 +203,7 @@ func Decode(body []byte, f Format, v any) error {
 	if name := firstExtra(reflect.ValueOf(v)); name != "" {
 		return &SyntaxError{Msg: fmt.Sprintf("unknown attribute %q", name)}
 	}
-	return nil
+	return checkXMLShape(body, reflect.TypeOf(v))
 }
 
 func jsonErrorText(err error) string {
@@ -297,42 +301,59 @@ type Collection struct {
 // MarshalJSON writes the collection with its attributes in a fixed order.
 func (c *Collection) MarshalJSON() ([]byte, error) {
 	var buf bytes.Buffer
-	buf.WriteByte('{')
-	write := func(key string, v any) error {
-		if buf.Len() > 1 {
-			buf.WriteByte(',')
+	if err := c.writeJSON(&buf); err != nil {
+		return nil, err
+	}
+	return bytes.TrimRight(buf.Bytes(), "\n"), nil
+}
+
+// writeJSON streams the collection member by member: a large collection
+// is never held twice in memory nor re-validated as one value.
+func (c *Collection) writeJSON(w io.Writer) error {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	enc := json.NewEncoder(bw)
+	enc.SetEscapeHTML(false)
+	field := func(first bool, key string, v any) error {
+		if !first {
+			bw.WriteByte(',')
 		}
 		k, _ := json.Marshal(key)
-		val, err := json.Marshal(v)
-		if err != nil {
-			return err
-		}
-		buf.Write(k)
-		buf.WriteByte(':')
-		buf.Write(val)
-		return nil
+		bw.Write(k)
+		bw.WriteByte(':')
+		return enc.Encode(v) // its trailing newline is valid JSON white space
 	}
-	if err := write("resourceURI", c.ResourceURI); err != nil {
-		return nil, err
+	bw.WriteByte('{')
+	if err := field(true, "resourceURI", c.ResourceURI); err != nil {
+		return err
 	}
-	if err := write("id", c.ID); err != nil {
-		return nil, err
+	if err := field(false, "id", c.ID); err != nil {
+		return err
 	}
-	if err := write("count", c.Count); err != nil {
-		return nil, err
+	if err := field(false, "count", c.Count); err != nil {
+		return err
 	}
 	if len(c.Members) > 0 {
-		if err := write(c.MemberKey, c.Members); err != nil {
-			return nil, err
+		k, _ := json.Marshal(c.MemberKey)
+		bw.WriteString(",")
+		bw.Write(k)
+		bw.WriteString(":[")
+		for i, m := range c.Members {
+			if i > 0 {
+				bw.WriteByte(',')
+			}
+			if err := enc.Encode(m); err != nil {
+				return err
+			}
 		}
+		bw.WriteByte(']')
 	}
 	if len(c.Operations) > 0 {
-		if err := write("operations", c.Operations); err != nil {
-			return nil, err
+		if err := field(false, "operations", c.Operations); err != nil {
+			return err
 		}
 	}
-	buf.WriteByte('}')
-	return buf.Bytes(), nil
+	bw.WriteString("}\n")
+	return bw.Flush()
 }
 
 // MarshalXML writes <Collection resourceURI=""> with id, count, the members

@@ -49,7 +49,7 @@ func TestEncodeJobBothFormats(t *testing.T) {
 	if err := Encode(&js, JSON, j); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`"resourceURI": "http://schemas.dmtf.org/cimi/1/Job"`, `"progress": 40`, `"affectedResources": [`, `"properties": {`} {
+	for _, want := range []string{`"resourceURI":"http://schemas.dmtf.org/cimi/1/Job"`, `"progress":40`, `"affectedResources":[`, `"properties":{`} {
 		if !strings.Contains(js.String(), want) {
 			t.Errorf("JSON lacks %s:\n%s", want, js.String())
 		}

@@ -22,7 +22,7 @@ func TestVolumeDocumentsBothFormats(t *testing.T) {
 	if err := Encode(&js, JSON, v); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(js.String(), `"capacity": 1024`) || !strings.Contains(js.String(), `"bootable": false`) {
+	if !strings.Contains(js.String(), `"capacity":1024`) || !strings.Contains(js.String(), `"bootable":false`) {
 		t.Errorf("JSON Volume:\n%s", js.String())
 	}
 }
