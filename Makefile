@@ -2,6 +2,8 @@
 #
 #   make run     prepare the host (libvirt, QEMU), build, run cimid in the foreground
 #   make test    prepare the host, then run every unit and integration test
+#   make install install cimid, cimi, the systemd unit, the default config and the cimid group
+#                (DESTDIR=... PREFIX=... for packaging; see README "Installing")
 
 GO        ?= go
 STATE_DIR ?= /var/lib/cimid
@@ -11,7 +13,17 @@ CIMID_FLAGS ?=
 # packages are tested one after another.
 TEST_FLAGS ?= -count=1 -p 1 -timeout 50m
 
-.PHONY: all build run test test-unit vet host-setup bench clean
+# Installation paths. DESTDIR stages a package; with DESTDIR set, make
+# install neither creates the group nor reloads systemd.
+PREFIX    ?= /usr/local
+BINDIR    ?= $(PREFIX)/bin
+UNITDIR   ?= $(PREFIX)/lib/systemd/system
+DOCDIR    ?= $(PREFIX)/share/doc/cimid
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+CONFDIR   ?= /etc/cimid
+DESTDIR   ?=
+
+.PHONY: all build run test test-unit vet host-setup systemd-tools bench clean install uninstall
 
 all: build
 
@@ -29,7 +41,15 @@ vet:
 	$(GO) vet ./...
 	$(GO) vet -tags testhooks ./...
 
-test: host-setup vet
+# systemd-analyze checks the unit file in the tests (TestUnitVerify); get it
+# when the package can be installed, and say so when it cannot.
+systemd-tools:
+	@command -v systemd-analyze >/dev/null 2>&1 || \
+		apt-get install -y -q --no-install-recommends systemd >/dev/null 2>&1 || \
+		{ apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends systemd >/dev/null 2>&1; } || \
+		echo "warning: systemd-analyze is not installable here; the unit file is checked by directives only" >&2
+
+test: host-setup systemd-tools vet
 	$(GO) test $(TEST_FLAGS) ./...
 
 # Only the tests that need neither libvirt nor root.
@@ -47,6 +67,52 @@ bench: host-setup
 		cat $$log; rc=1; \
 	fi; \
 	rm -f $$log; exit $$rc
+
+# The load generator (TestLoad) for longer than in make test: concurrent
+# clients against a real daemon, then one "load: ..." line per request class
+# (p50/p99 latency) and for throughput, Jobs and RSS. LOAD_CLIENTS and
+# LOAD_DURATION size the run.
+LOAD_CLIENTS  ?= 8
+LOAD_DURATION ?= 3m
+.PHONY: load
+load: host-setup
+	@log=$$(mktemp); \
+	if CIMID_LOAD_CLIENTS=$(LOAD_CLIENTS) CIMID_LOAD_DURATION=$(LOAD_DURATION) \
+		$(GO) test -v -count=1 -run '^TestLoad$$' -timeout 30m ./cmd/cimid/ >$$log 2>&1; then \
+		grep '^load: ' $$log; rc=$$?; \
+	else \
+		cat $$log; rc=1; \
+	fi; \
+	rm -f $$log; exit $$rc
+
+install: build
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR) $(DESTDIR)$(BASHCOMPDIR)
+	install -m 0755 bin/cimid bin/cimi $(DESTDIR)$(BINDIR)/
+	sed -e 's#/usr/local/bin/cimid#$(BINDIR)/cimid#' -e 's#/usr/local/share/doc/cimid#$(DOCDIR)#' \
+		-e 's#/etc/cimid/cimid.conf#$(CONFDIR)/cimid.conf#' systemd/cimid.service >$(DESTDIR)$(UNITDIR)/cimid.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/cimid.service
+	install -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
+	bin/cimi completion bash >$(DESTDIR)$(BASHCOMPDIR)/cimi
+	install -d -m 0755 $(DESTDIR)$(CONFDIR)
+	@if [ -e $(DESTDIR)$(CONFDIR)/cimid.conf ]; then \
+		echo "keeping existing $(DESTDIR)$(CONFDIR)/cimid.conf (the default is in systemd/cimid.conf)"; \
+	else \
+		install -m 0644 systemd/cimid.conf $(DESTDIR)$(CONFDIR)/cimid.conf; \
+	fi
+	@if [ -z "$(DESTDIR)" ]; then \
+		getent group cimid >/dev/null || groupadd --system cimid; \
+		if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi; \
+		echo "installed; start with: systemctl enable --now cimid"; \
+	fi
+
+# Removes what install put in place, but not the configuration, the state
+# directory (guests and images) or the cimid group.
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/cimid $(DESTDIR)$(BINDIR)/cimi $(DESTDIR)$(UNITDIR)/cimid.service \
+		$(DESTDIR)$(BASHCOMPDIR)/cimi
+	rm -rf $(DESTDIR)$(DOCDIR)
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+	@echo "kept $(CONFDIR), /var/lib/cimid and the cimid group; remove them by hand if you want them gone"
 
 clean:
 	rm -rf bin

@@ -6,6 +6,7 @@ package agent
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -13,29 +14,38 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
+	"sync/atomic"
 	"time"
 
 	"cimid/agent/api"
+	"cimid/agent/authn"
 	"cimid/agent/compute"
 	"cimid/agent/events"
 	"cimid/agent/job"
+	"cimid/agent/meters"
+	"cimid/agent/metrics"
+	"cimid/agent/network"
+	"cimid/agent/storage"
 	"cimid/hypervisor"
 	"cimid/store"
 )
 
 // Config is what the daemon is told at start.
 type Config struct {
-	StateDir   string // bbolt file, storage pool, console logs
-	Socket     string // unix socket path
-	Listen     string // optional TCP address (loopback only for now)
+	StateDir   string   // bbolt file, storage pool, console logs
+	Socket     string   // unix socket path
+	Listen     []string // TCP addresses, served over HTTPS only (listen.go)
 	DomainType hypervisor.DomainType
 	// DrainTimeout bounds how long a stop waits for running Jobs.
 	DrainTimeout time.Duration
+
+	SocketGroup     string        // group allowed on the socket (default cimid)
+	TLSCert, TLSKey string        // default: <StateDir>/tls/server.{crt,key}, self-signed
+	AuditLog        string        // audit file; "" for the main log only
+	StatsInterval   time.Duration // libvirt check and bulk statistics period (default 15 s)
+	Version         string        // reported in cimid_build_info
 }
 
 // Agent is one running cimid instance.
@@ -49,7 +59,22 @@ type Agent struct {
 	handler  http.Handler
 	started  time.Time
 	compute  *compute.Service
+	storage  *storage.Service
+	network  *network.Service
 	events   *events.Log
+	meters   *meters.Service
+
+	// Front door (serve.go, listen.go).
+	front      http.Handler
+	metrics    *metrics.Registry
+	jobMetrics *metrics.Jobs
+	host       *metrics.Host
+	authn      *authn.Authenticator
+	audit      *authn.Audit
+	tlsCert    *tls.Certificate
+	socketGID  int
+	ready      atomic.Bool
+	draining   atomic.Bool
 }
 
 // New opens the state directory and prepares every service. The driver is
@@ -70,12 +95,20 @@ func New(ctx context.Context, cfg Config, drv hypervisor.Driver, log *slog.Logge
 	a := &Agent{
 		cfg: cfg, log: log.With("instance", instance), db: db, drv: drv, instance: instance, started: time.Now(),
 	}
+	if err := a.prepareFrontDoor(); err != nil {
+		db.Close()
+		return nil, err
+	}
 	a.events = events.New(db, a.log, 0)
-	a.jobs = job.NewRunner(db, a.log, job.Options{OnEnd: a.recordJobEnd})
-	a.compute = compute.New(compute.Config{Instance: instance, StateDir: cfg.StateDir, DomainType: cfg.DomainType, Events: a.events},
-		db, a.jobs, drv, a.log)
+	a.jobs = job.NewRunner(db, a.log, job.Options{OnEnd: a.jobEnded})
+	a.storage = storage.New(storage.Config{Instance: instance, StateDir: cfg.StateDir}, db, a.jobs, drv, a.log)
+	a.compute = compute.New(compute.Config{Instance: instance, StateDir: cfg.StateDir, DomainType: cfg.DomainType, Events: a.events,
+		Volumes: a.storage}, db, a.jobs, drv, a.log)
+	a.storage.SetMachines(a.compute)
+	a.network = network.New(network.Config{Instance: instance, StateDir: cfg.StateDir}, db, a.jobs, drv, a.log)
+	a.meters = meters.New(meters.Config{Instance: instance, MachineExists: a.machineExists}, db, drv, a.jobs, a.log)
 	core := &api.Core{Name: "cimid-" + instance, Created: a.created(), Jobs: a.jobs}
-	services := []api.Service{core, a.compute, &events.Service{Log: a.events}}
+	services := []api.Service{core, a.compute, a.storage, a.network, &events.Service{Log: a.events}, a.meters}
 	services = append(services, a.testServices()...)
 	core.Services = services[1:]
 	routes := make([][]api.Route, 0, len(services))
@@ -83,13 +116,15 @@ func New(ctx context.Context, cfg Config, drv hypervisor.Driver, log *slog.Logge
 		routes = append(routes, s.Routes())
 	}
 	a.handler = api.NewServer(a.log, routes...)
+	a.buildFrontDoor(routes)
 	return a, nil
 }
 
 // Instance is the id of this agent instance.
 func (a *Agent) Instance() string { return a.instance }
 
-// Handler is the agent's HTTP API.
+// Handler is the agent's CIMI API without the front door (no
+// authentication), for use inside the process.
 func (a *Agent) Handler() http.Handler { return a.handler }
 
 // created is when this instance was first started (its store's birth).
@@ -106,26 +141,41 @@ func (a *Agent) Run(ctx context.Context, ready func()) error {
 	if err := a.compute.Prepare(ctx); err != nil {
 		return err
 	}
+	if err := a.storage.Prepare(ctx); err != nil {
+		return err
+	}
+	if err := a.network.Prepare(ctx); err != nil {
+		return err
+	}
 	if err := a.jobs.Start(ctx); err != nil {
 		return fmt.Errorf("recover jobs: %w", err)
 	}
 	if err := a.compute.Reconcile(ctx); err != nil {
 		return fmt.Errorf("reconcile with libvirt: %w", err)
 	}
+	if err := a.network.Reconcile(ctx); err != nil {
+		return fmt.Errorf("reconcile networks with libvirt: %w", err)
+	}
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
 	go a.compute.Run(watchCtx)
+	go a.storage.Run(watchCtx)
+	go a.network.Run(watchCtx)
 	go a.events.Run(watchCtx)
+	go a.meters.Run(watchCtx)
+	go a.host.Run(watchCtx)
+	defer a.audit.Close()
 	listeners, err := a.listen()
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: a.handler, ReadHeaderTimeout: 10 * time.Second}
+	srv := a.newServer()
 	errc := make(chan error, len(listeners))
 	for _, l := range listeners {
 		a.log.Info("serving CIMI", "address", l.Addr().String())
 		go func(l net.Listener) { errc <- srv.Serve(l) }(l)
 	}
+	a.ready.Store(true)
 	if ready != nil {
 		ready()
 	}
@@ -134,6 +184,7 @@ func (a *Agent) Run(ctx context.Context, ready func()) error {
 	case <-ctx.Done():
 	case serveErr = <-errc:
 	}
+	a.draining.Store(true)
 	a.log.Info("shutting down")
 	drain := a.cfg.DrainTimeout
 	if drain == 0 {
@@ -150,85 +201,6 @@ func (a *Agent) Run(ctx context.Context, ready func()) error {
 		serveErr = nil
 	}
 	return serveErr
-}
-
-func (a *Agent) listen() ([]net.Listener, error) {
-	var out []net.Listener
-	l, err := listenUnix(a.cfg.Socket, a.log)
-	if err != nil {
-		return nil, err
-	}
-	out = append(out, l)
-	if a.cfg.Listen != "" {
-		if err := checkLoopback(a.cfg.Listen); err != nil {
-			l.Close()
-			return nil, err
-		}
-		tl, err := net.Listen("tcp", a.cfg.Listen)
-		if err != nil {
-			l.Close()
-			return nil, fmt.Errorf("listen on %s: %w", a.cfg.Listen, err)
-		}
-		out = append(out, tl)
-	}
-	return out, nil
-}
-
-// checkLoopback refuses TCP addresses that other hosts could reach: until
-// clients authenticate, only the local host may talk to the agent.
-func checkLoopback(addr string) error {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Errorf("--listen %q: %w", addr, err)
-	}
-	if host == "localhost" {
-		return nil
-	}
-	ip := net.ParseIP(host)
-	if ip == nil || !ip.IsLoopback() {
-		return fmt.Errorf("--listen %q: only loopback addresses (127.0.0.1, [::1], localhost) are allowed until remote authentication is configured", addr)
-	}
-	return nil
-}
-
-// listenUnix binds the API socket, replacing a stale one left by a killed
-// process but never one a live agent still serves.
-func listenUnix(path string, log *slog.Logger) (net.Listener, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("create socket directory: %w", err)
-	}
-	if _, err := os.Lstat(path); err == nil {
-		c, derr := net.DialTimeout("unix", path, time.Second)
-		if derr == nil {
-			c.Close()
-			return nil, fmt.Errorf("socket %s is served by another process (another cimid with this socket?)", path)
-		}
-		if !errors.Is(derr, syscall.ECONNREFUSED) && !errors.Is(derr, syscall.ENOENT) {
-			return nil, fmt.Errorf("probe existing socket %s: %w", path, derr)
-		}
-		log.Info("replacing stale socket", "path", path)
-		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("remove stale socket: %w", err)
-		}
-	}
-	l, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", path, err)
-	}
-	mode := os.FileMode(0o600)
-	if g, err := user.LookupGroup("cimid"); err == nil {
-		gid, _ := strconv.Atoi(g.Gid)
-		if err := os.Chown(path, -1, gid); err == nil {
-			mode = 0o660
-		}
-	} else {
-		log.Warn("group cimid does not exist: the socket is for root only", "path", path)
-	}
-	if err := os.Chmod(path, mode); err != nil {
-		l.Close()
-		return nil, fmt.Errorf("chmod socket: %w", err)
-	}
-	return l, nil
 }
 
 // prepareStateDir creates the state directory so that QEMU's own user can
@@ -282,4 +254,10 @@ func (a *Agent) recordJobEnd(rec job.Record) {
 		e.Outcome, e.Severity = "Failure", events.SeverityMedium
 	}
 	a.events.Record(e)
+}
+
+// machineExists tells the meters whether a Machine is known.
+func (a *Agent) machineExists(id string) bool {
+	_, err := a.db.Get("machines", id)
+	return err == nil
 }

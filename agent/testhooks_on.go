@@ -34,6 +34,20 @@ func (a *Agent) testServices() []api.Service {
 		}
 		return nil
 	}})
+	// A resumable variant sleeps until an absolute time written at submit,
+	// so that a run resumed after a restart ends when the first would have.
+	a.jobs.Register("test.sleep.resumable", job.Kind{Resumable: true, Run: func(ctx context.Context, x *job.Exec) error {
+		var p struct{ Until time.Time }
+		if err := x.Params(&p); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-time.After(time.Until(p.Until)):
+			return nil
+		}
+	}})
 	return []api.Service{&sleepService{jobs: a.jobs}}
 }
 
@@ -47,17 +61,23 @@ func (s *sleepService) Routes() []api.Route {
 
 func (s *sleepService) sleep(rq *api.Request) (api.Reply, error) {
 	var body struct {
-		Seconds float64 `json:"seconds"`
+		Seconds   float64 `json:"seconds"`
+		Resumable bool    `json:"resumable"`
 	}
 	raw, err := rq.Body()
 	if err != nil {
 		return api.Reply{}, err
 	}
 	if err := json.Unmarshal(raw, &body); err != nil || body.Seconds <= 0 {
-		return api.Reply{}, errdefs.Invalidf("body must be {\"seconds\": N} with N > 0")
+		return api.Reply{}, errdefs.Invalidf("body must be {\"seconds\": N, \"resumable\": BOOL} with N > 0")
 	}
+	kind := "test.sleep"
 	params, _ := json.Marshal(map[string]float64{"Seconds": body.Seconds})
-	rec, err := s.jobs.Submit(job.Record{Kind: "test.sleep", Action: cimi.ActionURI("sleep"), Name: "sleep", Target: "test/sleep", Params: params}, nil)
+	if body.Resumable {
+		kind = "test.sleep.resumable"
+		params, _ = json.Marshal(map[string]time.Time{"Until": time.Now().Add(time.Duration(body.Seconds * float64(time.Second)))})
+	}
+	rec, err := s.jobs.Submit(job.Record{Kind: kind, Action: cimi.ActionURI("sleep"), Name: "sleep", Target: "test/sleep", Params: params}, nil)
 	if err != nil {
 		return api.Reply{}, err
 	}

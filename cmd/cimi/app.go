@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -40,6 +42,7 @@ type options struct {
 	url          string
 	token        string
 	insecure     bool
+	remote       string
 	xml          bool
 	output       string
 	timeout      time.Duration
@@ -100,6 +103,13 @@ func (a *app) describe(err error) string {
 	var opErr *net.OpError
 	if errors.As(err, &opErr) && opErr.Op == "dial" {
 		return err.Error() + "\n(is cimid running? see --socket and --url)"
+	}
+	var unknownAuthority x509.UnknownAuthorityError
+	if errors.As(err, &unknownAuthority) {
+		return err.Error() + "\n(a host's self-signed certificate: add the host with \"cimi remote add\", which pins its fingerprint)"
+	}
+	if strings.Contains(err.Error(), "tls: bad certificate") {
+		return err.Error() + "\n(the host does not trust this client certificate: run \"cimid trust add CERT\" on the host)"
 	}
 	return err.Error()
 }
@@ -168,6 +178,7 @@ progress; --no-wait prints the job URL instead.`,
 		a.credentialCommand(),
 		a.volumeCommand(),
 		a.versionCommand(),
+		a.remoteCommand(),
 		a.ovfCommand(),
 	)
 	return root
@@ -179,8 +190,11 @@ func (a *app) globalFlags(root *cobra.Command) {
 	f.StringVar(&a.opts.url, "url", "", "HTTPS endpoint, e.g. https://host:8443/, instead of the socket (env CIMI_URL)")
 	f.StringVar(&a.opts.token, "token", "", "bearer token for --url (env CIMI_TOKEN)")
 	f.BoolVar(&a.opts.insecure, "insecure", false, "do not verify the server's TLS certificate")
-	f.BoolVar(&a.opts.xml, "xml", false, "ask for XML and print it as received")
-	f.StringVarP(&a.opts.output, "output", "o", "", "output format: json or table")
+	f.StringVar(&a.opts.remote, "remote", "", "use this remote (see cimi remote list) for one command (env CIMI_REMOTE)")
+	f.BoolVar(&a.opts.xml, "xml", false, "ask for XML and print it as received (same as -o xml)")
+	f.StringVarP(&a.opts.output, "output", "o", "", "output format: table, json or xml (each command has its default)")
+	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"table", "json", "xml"}, cobra.ShellCompDirectiveNoFileComp))
+	_ = root.RegisterFlagCompletionFunc("remote", a.completeRemotes)
 	f.DurationVar(&a.opts.timeout, "timeout", 0, "give up after this long, waiting for jobs included (0: never)")
 	f.DurationVar(&a.opts.pollInterval, "poll-interval", defaultPollInterval, "how often to poll a job")
 	_ = f.MarkHidden("poll-interval")
@@ -190,10 +204,8 @@ func (a *app) globalFlags(root *cobra.Command) {
 // provides and builds the client.
 func (a *app) setup(cmd *cobra.Command, _ []string) error {
 	flags := cmd.Flags()
-	switch a.opts.output {
-	case "", "json", "table":
-	default:
-		return usagef("invalid --output %q: want json or table", a.opts.output)
+	if err := a.checkOutput(); err != nil {
+		return err
 	}
 	if a.opts.pollInterval <= 0 {
 		return usagef("--poll-interval must be positive")
@@ -201,12 +213,25 @@ func (a *app) setup(cmd *cobra.Command, _ []string) error {
 	if flags.Changed("socket") && flags.Changed("url") {
 		return usagef("give either --socket or --url, not both")
 	}
+	if flags.Changed("remote") && (flags.Changed("socket") || flags.Changed("url")) {
+		return usagef("give either --remote or --socket/--url, not both")
+	}
 	a.fromEnv(flags.Changed("socket"), flags.Changed("url"), flags.Changed("token"))
+	cfg := &cimiclient.Config{}
+	if !flags.Changed("socket") && a.opts.url == "" && a.getenv("CIMI_SOCKET") == "" {
+		var err error
+		if cfg, err = a.applyRemote(flags.Changed("remote")); err != nil {
+			return err
+		}
+		a.opts.url = cfg.URL
+	}
 	client, err := cimiclient.New(cimiclient.Config{
 		Socket:         a.opts.socket,
 		URL:            a.opts.url,
 		Token:          a.opts.token,
 		Insecure:       a.opts.insecure,
+		Fingerprint:    cfg.Fingerprint,
+		Certificates:   cfg.Certificates,
 		UserAgent:      "cimi/" + buildVersion(),
 		RequestTimeout: requestTimeout,
 	})
@@ -214,6 +239,21 @@ func (a *app) setup(cmd *cobra.Command, _ []string) error {
 		return &usageError{msg: err.Error()}
 	}
 	a.client = client
+	return nil
+}
+
+// checkOutput validates --output and --xml: -o xml is --xml.
+func (a *app) checkOutput() error {
+	switch a.opts.output {
+	case "", "json", "table":
+	case "xml":
+		a.opts.xml = true
+	default:
+		return usagef("invalid --output %q: want table, json or xml", a.opts.output)
+	}
+	if a.opts.xml && a.opts.output != "" && a.opts.output != "xml" {
+		return usagef("--xml and --output %s contradict each other", a.opts.output)
+	}
 	return nil
 }
 

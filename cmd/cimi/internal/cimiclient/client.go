@@ -8,7 +8,10 @@ package cimiclient
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -50,6 +53,11 @@ type Config struct {
 	Token string
 	// Insecure disables TLS certificate verification.
 	Insecure bool
+	// Fingerprint, when set, pins the server: its certificate must have
+	// this SHA-256 fingerprint (hex), whoever signed it.
+	Fingerprint string
+	// Certificates are client certificates offered to the server.
+	Certificates []tls.Certificate
 	// UserAgent is sent with every request.
 	UserAgent string
 	// RequestTimeout bounds each HTTP exchange; zero means no bound.
@@ -86,6 +94,11 @@ func New(cfg Config) (*Client, error) {
 		transport.TLSClientConfig = &tls.Config{
 			MinVersion:         tls.VersionTLS12,
 			InsecureSkipVerify: cfg.Insecure, //nolint:gosec // explicit user choice
+			Certificates:       cfg.Certificates,
+		}
+		if cfg.Fingerprint != "" {
+			transport.TLSClientConfig.InsecureSkipVerify = true // replaced by the pin
+			transport.TLSClientConfig.VerifyPeerCertificate = pinned(cfg.Fingerprint)
 		}
 	} else {
 		if cfg.Socket == "" {
@@ -232,4 +245,21 @@ func origin(u *url.URL) string {
 		}
 	}
 	return strings.ToLower(u.Scheme) + "://" + net.JoinHostPort(strings.ToLower(u.Hostname()), port)
+}
+
+// pinned verifies that the server's certificate has the SHA-256
+// fingerprint want.
+func pinned(want string) func([][]byte, [][]*x509.Certificate) error {
+	want = strings.ReplaceAll(strings.ToLower(want), ":", "")
+	return func(raw [][]byte, _ [][]*x509.Certificate) error {
+		if len(raw) == 0 {
+			return errors.New("the server sent no certificate")
+		}
+		sum := sha256.Sum256(raw[0])
+		if got := hex.EncodeToString(sum[:]); got != want {
+			return fmt.Errorf("the server's certificate has fingerprint %s, not the pinned %s: "+
+				"if the server's certificate was replaced on purpose, remove the remote and add it again", got, want)
+		}
+		return nil
+	}
 }

@@ -1,0 +1,297 @@
+package metrics
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"runtime"
+	"strconv"
+	"sync"
+	"time"
+
+	"cimid/hypervisor"
+)
+
+// API measures HTTP requests.
+type API struct {
+	requests *Counter
+	duration *Histogram
+	inFlight *Gauge
+	// route names the route template a request matched.
+	route func(*http.Request) string
+}
+
+// NewAPI registers the API families. route maps a request to its route
+// template (such as "/cimi/machines/{id}"), keeping label values few.
+func NewAPI(r *Registry, route func(*http.Request) string) *API {
+	return &API{
+		requests: r.Counter("cimid_http_requests_total", "API requests answered, by method, route template and status code.", "method", "route", "code"),
+		duration: r.Histogram("cimid_http_request_duration_seconds", "Time to answer API requests, by method, route template and status code.",
+			DurationBuckets, "method", "route", "code"),
+		inFlight: r.Gauge("cimid_http_requests_in_flight", "API requests being answered."),
+		route:    route,
+	}
+}
+
+// Middleware measures every request next answers.
+func (a *API) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		route := a.route(r)
+		method := r.Method
+		switch method {
+		case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodOptions, http.MethodPatch:
+		default:
+			method = "other"
+		}
+		a.inFlight.Add(1)
+		rec := &recorder{ResponseWriter: w}
+		defer func() {
+			a.inFlight.Add(-1)
+			code := strconv.Itoa(rec.code())
+			a.requests.Inc(method, route, code)
+			a.duration.Observe(time.Since(start).Seconds(), method, route, code)
+		}()
+		next.ServeHTTP(rec, r)
+	})
+}
+
+// recorder remembers the status written and passes streaming through.
+type recorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *recorder) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *recorder) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+func (s *recorder) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (s *recorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+func (s *recorder) code() int {
+	if s.status == 0 {
+		return http.StatusOK
+	}
+	return s.status
+}
+
+// Jobs measures Jobs that ended.
+type Jobs struct {
+	ended    *Counter
+	duration *Histogram
+}
+
+// NewJobs registers the Job families.
+func NewJobs(r *Registry) *Jobs {
+	return &Jobs{
+		ended: r.Counter("cimid_jobs_total", "Jobs that ended, by action (the Job kind, e.g. machine.start) and outcome (SUCCESS, FAILED, STOPPED).",
+			"action", "outcome"),
+		duration: r.Histogram("cimid_job_duration_seconds", "Time from a Job's creation to its end, by action and outcome.",
+			DurationBuckets, "action", "outcome"),
+	}
+}
+
+// Ended records one Job outcome.
+func (j *Jobs) Ended(action, outcome string, d time.Duration) {
+	j.ended.Inc(action, outcome)
+	j.duration.Observe(max(d, 0).Seconds(), action, outcome)
+}
+
+// Process registers facts about the agent process itself.
+func Process(r *Registry, version string, started time.Time) {
+	info := r.Gauge("cimid_build_info", "Always 1; the labels say which build runs.", "version", "goversion")
+	info.Set(1, version, runtime.Version())
+	r.GaugeFunc("cimid_start_time_seconds", "When the agent process started (Unix time).", func() float64 {
+		return float64(started.UnixNano()) / 1e9
+	})
+	r.GaugeFunc("cimid_goroutines", "Goroutines of the agent process.", func() float64 { return float64(runtime.NumGoroutine()) })
+}
+
+// StatsSource is what the host collector reads.
+type StatsSource interface {
+	Ping(ctx context.Context) error
+	AllDomainStats(ctx context.Context) ([]hypervisor.DomainStats, error)
+}
+
+// Host polls the hypervisor: whether it answers, and the counters of every
+// running machine in one bulk call per interval. Scrapes read what the
+// last poll saw; they never call the hypervisor.
+type Host struct {
+	src       StatsSource
+	interval  time.Duration
+	machineOf func(domain string) (string, bool)
+	log       *slog.Logger
+
+	connected   *Gauge
+	lastPoll    *Gauge
+	pollErrors  *Counter
+	pollSeconds *Histogram
+	cpu         *Counter
+	vcpus       *Gauge
+	memory      *Gauge
+	memoryUsed  *Gauge
+	diskRead    *Counter
+	diskWrite   *Counter
+	netRx       *Counter
+	netTx       *Counter
+	machines    *Gauge
+
+	mu       sync.Mutex
+	polled   bool
+	up       bool
+	statsErr error
+}
+
+// NewHost registers the host families. machineOf maps a domain name to the
+// Machine id it belongs to (false for domains that are not this agent's).
+func NewHost(r *Registry, src StatsSource, interval time.Duration, machineOf func(string) (string, bool), log *slog.Logger) *Host {
+	m := []string{"machine"}
+	return &Host{
+		src: src, interval: interval, machineOf: machineOf, log: log,
+		connected:   r.Gauge("cimid_libvirt_connected", "1 when libvirt answered the last check, 0 when it did not."),
+		lastPoll:    r.Gauge("cimid_libvirt_last_check_timestamp_seconds", "When libvirt was last checked (Unix time)."),
+		pollErrors:  r.Counter("cimid_libvirt_stats_errors_total", "Bulk statistics calls that failed (the machine series are then absent).", "reason"),
+		pollSeconds: r.Histogram("cimid_libvirt_stats_duration_seconds", "Time of the bulk statistics call.", DurationBuckets),
+		machines:    r.Gauge("cimid_machines_running", "Running or paused Machines seen by the last bulk statistics call."),
+		cpu:         r.Counter("cimid_machine_cpu_seconds_total", "Guest CPU time used, by Machine id.", m...),
+		vcpus:       r.Gauge("cimid_machine_vcpus", "Online virtual CPUs, by Machine id.", m...),
+		memory:      r.Gauge("cimid_machine_memory_bytes", "Memory given to the guest (balloon), by Machine id.", m...),
+		memoryUsed:  r.Gauge("cimid_machine_memory_used_bytes", "Memory the guest reports in use (absent when it does not report), by Machine id.", m...),
+		diskRead:    r.Counter("cimid_machine_disk_read_bytes_total", "Bytes read from all disks, by Machine id.", m...),
+		diskWrite:   r.Counter("cimid_machine_disk_written_bytes_total", "Bytes written to all disks, by Machine id.", m...),
+		netRx:       r.Counter("cimid_machine_network_receive_bytes_total", "Bytes received on all interfaces, by Machine id.", m...),
+		netTx:       r.Counter("cimid_machine_network_transmit_bytes_total", "Bytes sent on all interfaces, by Machine id.", m...),
+	}
+}
+
+// Run polls now and then every interval until ctx ends.
+func (h *Host) Run(ctx context.Context) {
+	t := time.NewTicker(h.interval)
+	defer t.Stop()
+	for {
+		h.poll(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Connected reports what the last poll saw; known is false before the
+// first poll.
+func (h *Host) Connected() (up, known bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.up, h.polled
+}
+
+func (h *Host) poll(ctx context.Context) {
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	err := h.src.Ping(pctx)
+	cancel()
+	if ctx.Err() != nil {
+		return
+	}
+	up := err == nil
+	h.lastPoll.Set(float64(time.Now().UnixNano()) / 1e9)
+	h.setConnected(up)
+	if !up {
+		h.clearMachines()
+		return
+	}
+	start := time.Now()
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	stats, err := h.src.AllDomainStats(sctx)
+	cancel()
+	h.pollSeconds.Observe(time.Since(start).Seconds())
+	h.mu.Lock()
+	prev := h.statsErr
+	h.statsErr = err
+	h.mu.Unlock()
+	if err != nil {
+		reason := "error"
+		if errors.Is(err, hypervisor.ErrUnavailable) {
+			reason = "unavailable"
+		}
+		h.pollErrors.Inc(reason)
+		h.clearMachines()
+		if prev == nil {
+			h.log.Warn("per-machine metrics unavailable: bulk statistics failed", "err", err)
+		}
+		return
+	}
+	if prev != nil {
+		h.log.Info("per-machine metrics available again")
+	}
+	cpu, vcpus, mem, memUsed := map[string]float64{}, map[string]float64{}, map[string]float64{}, map[string]float64{}
+	rd, wr, rx, tx := map[string]float64{}, map[string]float64{}, map[string]float64{}, map[string]float64{}
+	for _, s := range stats {
+		id, ok := h.machineOf(s.Name)
+		if !ok {
+			continue
+		}
+		cpu[id] = float64(s.CPUTimeNs) / 1e9
+		vcpus[id] = float64(s.VCPUs)
+		mem[id] = float64(s.MemoryKiB) * 1024
+		if s.MemoryUsedKiB > 0 {
+			memUsed[id] = float64(s.MemoryUsedKiB) * 1024
+		}
+		rd[id], wr[id] = float64(s.DiskReadBytes), float64(s.DiskWriteBytes)
+		rx[id], tx[id] = float64(s.NetRxBytes), float64(s.NetTxBytes)
+	}
+	h.cpu.SetAll(cpu)
+	h.vcpus.SetAll(vcpus)
+	h.memory.SetAll(mem)
+	h.memoryUsed.SetAll(memUsed)
+	h.diskRead.SetAll(rd)
+	h.diskWrite.SetAll(wr)
+	h.netRx.SetAll(rx)
+	h.netTx.SetAll(tx)
+	h.machines.Set(float64(len(cpu)))
+}
+
+func (h *Host) setConnected(up bool) {
+	v := 0.0
+	if up {
+		v = 1
+	}
+	h.connected.Set(v)
+	h.mu.Lock()
+	was, polled := h.up, h.polled
+	h.up, h.polled = up, true
+	h.mu.Unlock()
+	switch {
+	case polled && was && !up:
+		h.log.Warn("libvirt does not answer")
+	case polled && !was && up:
+		h.log.Info("libvirt answers again")
+	}
+}
+
+func (h *Host) clearMachines() {
+	for _, c := range []*Counter{h.cpu, h.diskRead, h.diskWrite, h.netRx, h.netTx} {
+		c.Reset()
+	}
+	for _, g := range []*Gauge{h.vcpus, h.memory, h.memoryUsed} {
+		g.Reset()
+	}
+	h.machines.Set(0)
+}
