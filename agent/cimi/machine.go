@@ -94,8 +94,13 @@ type MachineTemplate struct {
 	MachineImage  *MachineImageInput  `json:"machineImage,omitempty" xml:"machineImage,omitempty"`
 	InitialState  string              `json:"initialState,omitempty" xml:"initialState,omitempty"`
 	UserData      string              `json:"userData,omitempty" xml:"userData,omitempty"`
-	Operations    []Operation         `json:"operations,omitempty" xml:"operation,omitempty"`
-	Extra         Extra               `json:"-" xml:",any"`
+	// NetworkInterfaces are the interfaces of the Machines made from the
+	// template; absent means the default network, an empty list (JSON
+	// only) none.
+	NetworkInterfaces []MachineNetworkInterfaceInput `json:"networkInterfaces,omitzero" xml:"networkInterface,omitempty"`
+	Credential        *CredentialInput               `json:"credential,omitempty" xml:"credential,omitempty"`
+	Operations        []Operation                    `json:"operations,omitempty" xml:"operation,omitempty"`
+	Extra             Extra                          `json:"-" xml:",any"`
 }
 
 // MachineConfigInput is a MachineConfiguration given by reference (Href) or
@@ -135,7 +140,12 @@ type MachineTemplateInput struct {
 	MachineImage  *MachineImageInput  `json:"machineImage,omitempty" xml:"machineImage,omitempty"`
 	InitialState  string              `json:"initialState,omitempty" xml:"initialState,omitempty"`
 	UserData      *string             `json:"userData,omitempty" xml:"userData,omitempty"`
-	Extra         Extra               `json:"-" xml:",any"`
+	// NetworkInterfaces nil means the attribute is absent (the default
+	// network, or what a referenced template says); an empty list means
+	// no interface at all.
+	NetworkInterfaces []MachineNetworkInterfaceInput `json:"networkInterfaces,omitempty" xml:"networkInterface,omitempty"`
+	Credential        *CredentialInput               `json:"credential,omitempty" xml:"credential,omitempty"`
+	Extra             Extra                          `json:"-" xml:",any"`
 }
 
 // MachineCreate is the body of a Machine create.
@@ -164,7 +174,10 @@ type MachineTemplateCreate struct {
 	MachineImage  *MachineImageInput  `json:"machineImage,omitempty" xml:"machineImage,omitempty"`
 	InitialState  string              `json:"initialState,omitempty" xml:"initialState,omitempty"`
 	UserData      *string             `json:"userData,omitempty" xml:"userData,omitempty"`
-	Extra         Extra               `json:"-" xml:",any"`
+	// NetworkInterfaces and Credential as in MachineTemplateInput.
+	NetworkInterfaces []MachineNetworkInterfaceInput `json:"networkInterfaces,omitempty" xml:"networkInterface,omitempty"`
+	Credential        *CredentialInput               `json:"credential,omitempty" xml:"credential,omitempty"`
+	Extra             Extra                          `json:"-" xml:",any"`
 }
 
 // MachineConfigurationCreate is the body of a MachineConfiguration create; a

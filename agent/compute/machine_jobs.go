@@ -11,6 +11,7 @@ import (
 	"cimid/agent/cimi"
 	"cimid/agent/errdefs"
 	"cimid/agent/job"
+	"cimid/agent/network"
 	"cimid/hypervisor"
 	"cimid/hypervisor/qemuimg"
 	"cimid/store"
@@ -40,8 +41,9 @@ func (s *Service) diskFile(id string, i int) string {
 	return filepath.Join(s.poolDir, fmt.Sprintf("machine-%s-disk%d.qcow2", id, i))
 }
 
-// domainSpec is the libvirt definition of a Machine.
-func (s *Service) domainSpec(m machineRecord, desired string, deadline time.Time, force bool) hypervisor.DomainSpec {
+// domainSpec is the libvirt definition of a Machine, with the network
+// devices (interfaces and seed CD-ROM) the network service gave for it.
+func (s *Service) domainSpec(m machineRecord, dev network.Devices, desired string, deadline time.Time, force bool) hypervisor.DomainSpec {
 	spec := hypervisor.DomainSpec{
 		Name:       m.Domain,
 		Type:       s.cfg.DomainType,
@@ -54,6 +56,10 @@ func (s *Service) domainSpec(m machineRecord, desired string, deadline time.Time
 		spec.Disks = append(spec.Disks, hypervisor.Disk{Path: d.Path, Format: d.Format, Target: d.Target, Bus: "virtio", Serial: d.ID})
 	}
 	spec.Disks = append(spec.Disks, volumeDisks(m)...)
+	if dev.Seed != nil {
+		spec.Disks = append(spec.Disks, *dev.Seed)
+	}
+	spec.NICs = dev.NICs
 	return spec
 }
 
@@ -97,7 +103,12 @@ func (s *Service) runCreate(ctx context.Context, x *job.Exec) error {
 		}
 	}
 	x.Progress(30)
-	if err := s.drv.DefineDomain(ctx, s.domainSpec(m, m.InitialState, time.Time{}, false)); err != nil {
+	dev, err := s.prepareNetworks(ctx, m.ID)
+	if err != nil {
+		return err
+	}
+	x.Progress(40)
+	if err := s.drv.DefineDomain(ctx, s.domainSpec(m, dev, m.InitialState, time.Time{}, false)); err != nil {
 		return err
 	}
 	x.Progress(50)
@@ -147,9 +158,9 @@ func (s *Service) cleanupImage(ctx context.Context, rec job.Record) error {
 }
 
 // removeMachine deletes the Machine's snapshots, powers off and undefines
-// the domain, deletes the files the Machine owns (never its attached
-// volumes), then its record: the record goes last, once nothing it
-// describes is left.
+// the domain, releases its interfaces and seed, deletes the files the
+// Machine owns (never its attached volumes), then its record: the record
+// goes last, once nothing it describes is left.
 func (s *Service) removeMachine(ctx context.Context, m machineRecord) error {
 	if err := s.deleteSnapshotsOf(ctx, m); err != nil {
 		return err
@@ -159,6 +170,9 @@ func (s *Service) removeMachine(ctx context.Context, m machineRecord) error {
 	}
 	if err := s.drv.UndefineDomain(ctx, m.Domain); err != nil {
 		return fmt.Errorf("undefine: %w", err)
+	}
+	if err := s.releaseNetworks(ctx, m.ID); err != nil {
+		return err
 	}
 	for _, d := range m.Disks {
 		for _, f := range []string{d.Path, d.Path + ".part"} {

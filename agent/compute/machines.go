@@ -75,6 +75,9 @@ func (s *Service) machineDoc(urls api.URLs, m machineRecord) *cimi.Machine {
 		StatusMessage: m.StatusMessage,
 		Disks:         cimi.NewRef(urls.Abs(path + "/disks")),
 	}
+	if s.cfg.Networks != nil {
+		d.NetworkInterfaces = cimi.NewRef(urls.Abs(path + "/networkInterfaces"))
+	}
 	d.Operations = []cimi.Operation{{Rel: cimi.RelEdit, Href: d.ID}}
 	if m.State != cimi.StateDeleting {
 		d.Operations = append(d.Operations, cimi.Operation{Rel: cimi.RelDelete, Href: d.ID})
@@ -85,6 +88,9 @@ func (s *Service) machineDoc(urls api.URLs, m machineRecord) *cimi.Machine {
 		}
 	}
 	s.addStorageDoc(urls, m, d)
+	if m.State == cimi.StateStopped {
+		d.Operations = append(d.Operations, cimi.Operation{Rel: cimi.ActionURI("export"), Href: d.ID + "/export"})
+	}
 	return d
 }
 
@@ -202,6 +208,9 @@ func (s *Service) createMachine(rq *api.Request) (api.Reply, error) {
 			if err != nil {
 				return err
 			}
+			if err := s.attachNetworks(tx, rec, t); err != nil {
+				return err
+			}
 			return putRecord(tx, kindMachines, id, rec)
 		})
 	if err != nil {
@@ -246,11 +255,9 @@ func (s *Service) templateFor(tx *store.Tx, urls api.URLs, in *cimi.MachineTempl
 			return t, err
 		}
 	}
-	if in.UserData != nil {
-		if err := checkUserData(*in.UserData); err != nil {
-			return t, err
-		}
-		t.UserData = strings.TrimSpace(*in.UserData)
+	base := t.templateNet()
+	if t.Net, err = s.resolveNet(tx, urls, &base, in); err != nil {
+		return t, err
 	}
 	return t, nil
 }
@@ -290,7 +297,6 @@ func (s *Service) newMachine(tx *store.Tx, id string, body cimi.MachineCreate, t
 		CPUArch:      spec.CPUArch,
 		ImageID:      im.ID,
 		InitialState: initial,
-		UserData:     t.UserData,
 		Domain:       s.domainName(id),
 		ConsoleLog:   s.consoleLog(id),
 	}

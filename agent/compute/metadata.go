@@ -4,6 +4,7 @@ import (
 	"strconv"
 
 	"cimid/agent/cimi"
+	"cimid/agent/network"
 )
 
 func capability(resource, name, value, description string) cimi.Capability {
@@ -19,6 +20,35 @@ func action(name, description string) cimi.ActionMeta {
 }
 
 func (s *Service) metadata() []cimi.ResourceMetadata {
+	return s.networkMetadata(s.baseMetadata())
+}
+
+// networkMetadata adds what Machines and MachineTemplates get from the
+// network service, when there is one.
+func (s *Service) networkMetadata(list []cimi.ResourceMetadata) []cimi.ResourceMetadata {
+	if s.cfg.Networks == nil {
+		return list
+	}
+	for i := range list {
+		md := &list[i]
+		switch md.Name {
+		case "Machine":
+			md.Attributes = append(md.Attributes, cimi.AttributeMeta{Name: "networkInterfaces"})
+			md.Capabilities = append(md.Capabilities,
+				capability("Machine", "UserData", "disk", "userData (and the credential) reach the guest on a CD-ROM: a cloud-init NoCloud ISO 9660 volume labelled cidata with user-data, meta-data and network-config at its root"),
+				capability("Machine", "MachineCredentialByValue", "true", "a template's credential may be given by value (userName, key, password) or by reference"),
+				extCapability("Machine", "MaxUserData", strconv.Itoa(network.MaxUserData), "bytes userData may decode to"),
+				extCapability("Machine", "HotPlugNetworkInterfaces", "true", "interfaces are added to and removed from a STARTED Machine while the guest runs"))
+		case "MachineTemplate":
+			md.Attributes = append(md.Attributes, cimi.AttributeMeta{Name: "userData"},
+				cimi.AttributeMeta{Name: "networkInterfaces", Description: "absent: one interface on the default network; empty: none"},
+				cimi.AttributeMeta{Name: "credential"})
+		}
+	}
+	return list
+}
+
+func (s *Service) baseMetadata() []cimi.ResourceMetadata {
 	maxMem := strconv.FormatInt(s.host.MemoryKiB, 10)
 	maxCPU := strconv.Itoa(s.maxCPUs())
 	return []cimi.ResourceMetadata{
@@ -59,7 +89,7 @@ func (s *Service) metadata() []cimi.ResourceMetadata {
 			Capabilities: []cimi.Capability{extCapability("MachineImage", "ImageLocationSchemes", "file,http,https", "where images can be registered from"),
 				extCapability("MachineImage", "SourceFormats", "qcow2,raw,vmdk", "disk formats accepted, detected from content")}},
 		{Common: cimi.Common{Name: "MachineTemplate"}, TypeURI: cimi.TypeURI("MachineTemplate"),
-			Attributes: []cimi.AttributeMeta{{Name: "machineConfig", Required: true}, {Name: "machineImage", Required: true}, {Name: "initialState"}, {Name: "userData"}}},
+			Attributes: []cimi.AttributeMeta{{Name: "machineConfig", Required: true}, {Name: "machineImage", Required: true}, {Name: "initialState"}}},
 		{Common: cimi.Common{Name: "MachineDisk"}, TypeURI: cimi.TypeURI("MachineDisk"),
 			Attributes: []cimi.AttributeMeta{{Name: "capacity", Required: true}, {Name: "initialLocation"}}},
 	}

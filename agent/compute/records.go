@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"cimid/agent/errdefs"
+	"cimid/agent/network"
 	"cimid/store"
 )
 
@@ -84,7 +85,11 @@ type templateRecord struct {
 	Config       *configSpec `json:"config,omitempty"`   // by value
 	ImageID      string      `json:"imageId,omitempty"`
 	InitialState string      `json:"initialState,omitempty"`
-	UserData     string      `json:"userData,omitempty"`
+	// Net is the template's interfaces, credential and userData, as the
+	// network service resolved them.
+	Net *network.TemplateSpec `json:"net,omitempty"`
+	// UserData is where records written before Net kept the userData.
+	UserData string `json:"userData,omitempty"`
 }
 
 // machineDisk is a local disk of a Machine, owned by it.
@@ -104,7 +109,6 @@ type machineRecord struct {
 	CPUArch      string        `json:"cpuArch"`
 	ImageID      string        `json:"imageId,omitempty"`
 	InitialState string        `json:"initialState"`
-	UserData     string        `json:"userData,omitempty"`
 	Domain       string        `json:"domain"`
 	Disks        []machineDisk `json:"disks"`
 	ConsoleLog   string        `json:"consoleLog"`

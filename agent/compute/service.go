@@ -33,6 +33,9 @@ type Config struct {
 	// Volumes, when set, is the service that owns the Volumes Machines
 	// attach.
 	Volumes Volumes
+	// Networks, when set, is the service that puts Machines on networks
+	// and gives them their first-boot configuration.
+	Networks Networks
 }
 
 // EventRecorder keeps the event history of resources.
@@ -125,6 +128,7 @@ func (s *Service) Run(ctx context.Context) {
 			}
 			if id, ok := s.machineIDOf(ev.Domain); ok {
 				s.resyncMachine(ctx, id)
+				s.refreshLeases(ev.Kind)
 			}
 		}
 	}

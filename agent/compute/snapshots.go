@@ -48,6 +48,9 @@ type imageOrigin struct {
 	// SnapshotVolumes are the volumes attached when the snapshot was
 	// taken; they hold part of it.
 	SnapshotVolumes []snapshotVolume `json:"snapshotVolumes,omitempty"`
+	// SnapshotNICs are the MACs of the Machine's interfaces when the
+	// snapshot was taken: its definition of that time has them.
+	SnapshotNICs []string `json:"snapshotNics,omitempty"`
 }
 
 type snapshotVolume struct {
@@ -447,6 +450,10 @@ func (s *Service) runSnapshot(ctx context.Context, x *job.Exec) error {
 		}
 		return s.settle(ctx, m.ID)
 	})
+	nics, err := s.interfaceMACs(m.ID)
+	if err != nil {
+		return err
+	}
 	info, found, err := s.findSnapshot(ctx, m.Domain, im.SnapshotName)
 	if err != nil {
 		return err
@@ -466,7 +473,7 @@ func (s *Service) runSnapshot(ctx context.Context, x *job.Exec) error {
 		if err != nil {
 			return err
 		}
-		cur.State, cur.Running = imageAvailable, info.Running
+		cur.State, cur.Running, cur.SnapshotNICs = imageAvailable, info.Running, nics
 		if err := putRecord(tx, kindImages, im.ID, cur); err != nil {
 			return err
 		}
@@ -561,6 +568,11 @@ func (s *Service) restoreMachine(rq *api.Request) (api.Reply, error) {
 	for _, mv := range cur.Volumes {
 		locks = append(locks, volumePath(mv.VolumeID))
 	}
+	if im, err := s.loadImage(imageID); err == nil && im.Type == imageTypeSnapshot && im.MachineID == id {
+		if err := s.sameInterfaces(cur, im); err != nil {
+			return api.Reply{}, err
+		}
+	}
 	j, err := s.submit(job.Record{Kind: "machine.restore", Action: cimi.ActionURI("restore"), Name: "restore Machine",
 		Target: machinePath(id), Affected: []string{machinePath(id), imagePath(imageID)}, Locks: locks},
 		snapshotParams{MachineID: id, ImageID: imageID},
@@ -644,6 +656,9 @@ func (s *Service) runRestore(ctx context.Context, x *job.Exec) error {
 		return err
 	}
 	x.OnUndo("show the observed state", func(ctx context.Context) error { return s.settle(ctx, m.ID) })
+	if err := s.sameInterfaces(m, im); err != nil {
+		return err
+	}
 	if err := s.drv.RevertSnapshot(ctx, m.Domain, im.SnapshotName); err != nil {
 		return err
 	}

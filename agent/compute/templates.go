@@ -1,7 +1,6 @@
 package compute
 
 import (
-	"encoding/base64"
 	"net/http"
 	"strings"
 
@@ -11,10 +10,6 @@ import (
 	"cimid/agent/job"
 	"cimid/store"
 )
-
-// maxUserData bounds decoded userData, like the metadata services of
-// public clouds do.
-const maxUserData = 64 << 10
 
 func (s *Service) templateRoutes() []api.Route {
 	return []api.Route{
@@ -31,7 +26,14 @@ func (s *Service) templateDoc(urls api.URLs, t templateRecord) *cimi.MachineTemp
 	d := &cimi.MachineTemplate{
 		Common:       commonDoc(urls, "MachineTemplate", path, t.meta),
 		InitialState: t.InitialState,
-		UserData:     t.UserData,
+	}
+	net := t.templateNet()
+	d.UserData = net.UserData
+	if s.cfg.Networks != nil {
+		d.NetworkInterfaces, d.Credential = s.cfg.Networks.TemplateDoc(urls, net)
+		if net.Interfaces != nil && d.NetworkInterfaces == nil {
+			d.NetworkInterfaces = []cimi.MachineNetworkInterfaceInput{} // no interface, unlike an absent list
+		}
 	}
 	switch {
 	case t.ConfigID != "":
@@ -88,21 +90,6 @@ func checkInitialState(state string) (string, error) {
 	}
 }
 
-// checkUserData validates base64 userData and its decoded size.
-func checkUserData(data string) error {
-	if data == "" {
-		return nil
-	}
-	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(data))
-	if err != nil {
-		return errdefs.Invalidf("userData must be base64: %v", err)
-	}
-	if len(raw) > maxUserData {
-		return errdefs.Invalidf("userData decodes to %d bytes; the limit is %d", len(raw), maxUserData)
-	}
-	return nil
-}
-
 // resolveTemplate turns a template given by value into a record (not
 // stored), checking every reference.
 func (s *Service) resolveTemplate(tx *store.Tx, urls api.URLs, in *cimi.MachineTemplateInput) (templateRecord, error) {
@@ -124,11 +111,8 @@ func (s *Service) resolveTemplate(tx *store.Tx, urls api.URLs, in *cimi.MachineT
 	if t.InitialState, err = checkInitialState(in.InitialState); err != nil {
 		return t, err
 	}
-	if in.UserData != nil {
-		if err := checkUserData(*in.UserData); err != nil {
-			return t, err
-		}
-		t.UserData = strings.TrimSpace(*in.UserData)
+	if t.Net, err = s.resolveNet(tx, urls, nil, in); err != nil {
+		return t, err
 	}
 	return t, nil
 }
@@ -141,8 +125,10 @@ func (s *Service) createTemplate(rq *api.Request) (api.Reply, error) {
 	in := body.MachineTemplate
 	if in == nil {
 		in = &cimi.MachineTemplateInput{MachineConfig: body.MachineConfig, MachineImage: body.MachineImage,
-			InitialState: body.InitialState, UserData: body.UserData}
-	} else if body.MachineConfig != nil || body.MachineImage != nil || body.InitialState != "" || body.UserData != nil {
+			InitialState: body.InitialState, UserData: body.UserData,
+			NetworkInterfaces: body.NetworkInterfaces, Credential: body.Credential}
+	} else if body.MachineConfig != nil || body.MachineImage != nil || body.InitialState != "" || body.UserData != nil ||
+		body.NetworkInterfaces != nil || body.Credential != nil {
 		return api.Reply{}, errdefs.Invalidf("give the template's attributes either inside machineTemplate or at the top level, not both")
 	}
 	if in.Href != "" {

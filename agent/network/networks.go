@@ -127,7 +127,8 @@ func (s *Service) newNetwork(tx *store.Tx, id string, spec netSpec, host []taken
 	if err != nil {
 		return networkRecord{}, err
 	}
-	if spec.Subnet == "" {
+	chosen := spec.Subnet == ""
+	if chosen {
 		p, err := chooseSubnet(taken)
 		if err != nil {
 			return networkRecord{}, err
@@ -142,7 +143,43 @@ func (s *Service) newNetwork(tx *store.Tx, id string, spec netSpec, host []taken
 		return networkRecord{}, errdefs.Conflictf("subnet %s overlaps %s of %s", a.Subnet, t.Prefix, t.Owner)
 	}
 	spec.Subnet, spec.DHCPRange = a.Subnet.String(), a.rangeString()
-	return networkRecord{netSpec: spec, State: cimi.NetworkCreating, LibvirtName: s.libvirtName(id)}, nil
+	return networkRecord{netSpec: spec, State: cimi.NetworkCreating, LibvirtName: s.libvirtName(id), SubnetChosen: chosen}, nil
+}
+
+// maxSubnetChoices bounds how often a create moves a Network whose chosen
+// subnet was taken meanwhile (by another agent on the host, say).
+const maxSubnetChoices = 5
+
+// chooseAgain moves a Network being created to another free subnet, on a
+// fresh reading of the host's networks.
+func (s *Service) chooseAgain(ctx context.Context, n networkRecord) (networkRecord, error) {
+	nets, err := s.drv.ListNetworks(ctx)
+	if err != nil {
+		return n, err
+	}
+	s.observe(nets)
+	err = s.db.Update(func(tx *store.Tx) error {
+		cur, err := getRecord[networkRecord](tx, kindNetworks, n.ID, "Network")
+		if err != nil {
+			return err
+		}
+		taken, err := takenBy(tx, n.ID, s.hostSubnets())
+		if err != nil {
+			return err
+		}
+		p, err := chooseSubnet(taken)
+		if err != nil {
+			return err
+		}
+		a, err := planAddressing(p.String(), "")
+		if err != nil {
+			return err
+		}
+		cur.Subnet, cur.DHCPRange, cur.Updated = a.Subnet.String(), a.rangeString(), s.now()
+		n = cur
+		return putRecord(tx, kindNetworks, n.ID, cur)
+	})
+	return n, err
 }
 
 // hypervisorSpec is the libvirt definition of a Network, with the static
@@ -211,8 +248,18 @@ func (s *Service) runCreateNetwork(ctx context.Context, x *job.Exec) error {
 		return err
 	}
 	x.OnUndo("remove the Network", func(ctx context.Context) error { return s.removeNetwork(ctx, n) })
-	if err := s.defineNetwork(ctx, n); err != nil {
-		return err
+	for choice := 1; ; choice++ {
+		err := s.defineNetwork(ctx, n)
+		if err == nil {
+			break
+		}
+		if !n.SubnetChosen || !errdefs.Is(err, errdefs.Conflict) || choice == maxSubnetChoices {
+			return err
+		}
+		x.Log().Info("the chosen subnet was taken meanwhile: choosing another", "network", n.LibvirtName, "err", err)
+		if n, err = s.chooseAgain(ctx, n); err != nil {
+			return err
+		}
 	}
 	x.Progress(80)
 	if err := s.markStarted(ctx, n.ID); err != nil {

@@ -78,6 +78,9 @@ type networkRecord struct {
 	LibvirtName   string `json:"libvirtName"`
 	Bridge        string `json:"bridge,omitempty"`
 	Default       bool   `json:"default,omitempty"` // the network the agent provides
+	// SubnetChosen tells that the agent chose the subnet: a create that
+	// finds it taken meanwhile moves the Network to another free one.
+	SubnetChosen bool `json:"subnetChosen,omitempty"`
 }
 
 // portRecord is one interface of a Machine on a Network: the NetworkPort

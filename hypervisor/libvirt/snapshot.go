@@ -129,7 +129,10 @@ func (d *Driver) DeleteSnapshot(ctx context.Context, domain, name string) error 
 			return lookupFailed(err)
 		}
 		defer snap.Free()
-		return snap.Delete(0)
+		if err := snap.Delete(0); err != nil {
+			return lookupFailed(err) // deleted meanwhile: not found, like the lookup
+		}
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("delete snapshot %q of domain %s: %w", name, domain, err)

@@ -10,6 +10,24 @@ type MachineTemplate struct {
 	InitialState  string `json:"initialState,omitempty"`
 	// UserData is base64-encoded.
 	UserData string `json:"userData,omitempty"`
+	// NetworkInterfaces nil leaves the interfaces to the template or the
+	// server (the default network); an empty list asks for none.
+	NetworkInterfaces []NetworkInterface `json:"networkInterfaces,omitzero"`
+	Credential        *Credential        `json:"credential,omitempty"`
+}
+
+// NetworkInterface puts a machine on a network.
+type NetworkInterface struct {
+	Network    Ref    `json:"network"`
+	MACAddress string `json:"macAddress,omitempty"`
+	Model      string `json:"model,omitempty"`
+}
+
+// Credential is a credential given by reference (Href) or by value.
+type Credential struct {
+	Href     string `json:"href,omitempty"`
+	UserName string `json:"userName,omitempty"`
+	Key      string `json:"key,omitempty"`
 }
 
 // MachineCreate is the body that creates a Machine.
