@@ -28,6 +28,7 @@ import (
 	"cimid/agent/metrics"
 	"cimid/agent/network"
 	"cimid/agent/storage"
+	"cimid/agent/system"
 	"cimid/hypervisor"
 	"cimid/store"
 )
@@ -106,9 +107,11 @@ func New(ctx context.Context, cfg Config, drv hypervisor.Driver, log *slog.Logge
 		Volumes: a.storage}, db, a.jobs, drv, a.log)
 	a.storage.SetMachines(a.compute)
 	a.network = network.New(network.Config{Instance: instance, StateDir: cfg.StateDir}, db, a.jobs, drv, a.log)
+	a.compute.SetNetworks(a.network)
 	a.meters = meters.New(meters.Config{Instance: instance, MachineExists: a.machineExists}, db, drv, a.jobs, a.log)
 	core := &api.Core{Name: "cimid-" + instance, Created: a.created(), Jobs: a.jobs}
-	services := []api.Service{core, a.compute, a.storage, a.network, &events.Service{Log: a.events}, a.meters}
+	services := []api.Service{core, a.compute, a.storage, a.network, &events.Service{Log: a.events}, a.meters,
+		system.New(system.Config{Instance: instance}, db, a.jobs, a.compute, a.log)}
 	services = append(services, a.testServices()...)
 	core.Services = services[1:]
 	routes := make([][]api.Route, 0, len(services))

@@ -20,7 +20,9 @@ import (
 
 type stubStats struct{ stats []hypervisor.DomainStats }
 
-func (s *stubStats) AllDomainStats(context.Context) ([]hypervisor.DomainStats, error) { return s.stats, nil }
+func (s *stubStats) AllDomainStats(context.Context) ([]hypervisor.DomainStats, error) {
+	return s.stats, nil
+}
 
 func TestSamplesBecomeMeterValues(t *testing.T) {
 	db, err := store.Open(filepath.Join(t.TempDir(), "s.db"))

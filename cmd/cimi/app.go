@@ -181,6 +181,7 @@ progress; --no-wait prints the job URL instead.`,
 		a.remoteCommand(),
 		a.ovfCommand(),
 	)
+	a.addTransferCommands(root)
 	return root
 }
 

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -34,6 +35,7 @@ import (
 	"cimid/hypervisor/libvirt"
 	"cimid/hypervisor/qemuimg"
 	"cimid/hypervisor/testguest"
+	"cimid/ovf"
 	"cimid/store"
 )
 
@@ -611,4 +613,211 @@ func benchRemoveLeftovers(tb testing.TB, drv *libvirt.Driver) {
 			tb.Logf("leftover %s: %v", dir, err)
 		}
 	}
+}
+
+// ---- OVF import and export ----
+
+const (
+	// benchOVFRuns is the number of measured imports and exports on each
+	// side; one more unmeasured run warms both sides up. An export of the
+	// benchmark's disk takes about 20 s, so there are few.
+	benchOVFRuns = 3
+	// benchOVFDiskBytes is the virtual size of the benchmark's disk: its
+	// first half random bytes, its second half text.
+	benchOVFDiskBytes = 1 << 30
+)
+
+// BenchmarkOVF compares an import of an OVA holding a 1 GiB disk (half
+// random data) through the API with a plain qemu-img convert of the same
+// VMDK to qcow2, and an export of the imported Machine with a plain
+// qemu-img convert of its disk to a streamOptimized VMDK.
+func BenchmarkOVF(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root and libvirtd (make bench prepares the host)")
+	}
+	benchLock(b)
+	ctx := context.Background()
+	drv, err := libvirt.Open(ctx, "qemu:///system", slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatalf("libvirt: %v", err)
+	}
+	b.Cleanup(func() { drv.Close() })
+	go func() {
+		for range drv.Events() {
+		}
+	}()
+	benchRemoveLeftovers(b, drv)
+
+	dir := benchStateDir(b)
+	var instance string
+	b.Cleanup(func() { benchRemoveInstance(drv, instance) })
+	d := benchStartDaemon(b, dir)
+	instance = strings.TrimPrefix(d.getJSON("cloudEntryPoint")["name"].(string), "cimid-")
+	d.instance = instance
+
+	work := filepath.Join(dir, "bench-ovf")
+	if err := os.MkdirAll(work, 0o711); err != nil {
+		b.Fatal(err)
+	}
+	vmdk, ova := benchOVFPackage(b, work)
+
+	importRow := &benchRow{name: "ovf import 1GiB (half random) vs qemu-img convert", target: 1.25}
+	exportRow := &benchRow{name: "ovf export 1GiB (half random) vs qemu-img convert streamOptimized", target: 1.25}
+
+	// The Machine every export reads, imported once.
+	kept := d.benchImport(ova)
+	machine := d.benchSystemMachine(kept)
+	disk := filepath.Join(dir, "pool", "machine-"+lastSegment(machine)+"-disk0.qcow2")
+
+	oursImport := func(record bool) {
+		start := time.Now()
+		sys := d.benchImport(ova)
+		if record {
+			importRow.ours = append(importRow.ours, time.Since(start))
+		}
+		d.benchDelete(sys)
+	}
+	baseImport := func(record bool) {
+		out := filepath.Join(work, "base-import.qcow2")
+		start := time.Now()
+		if err := qemuimg.Convert(ctx, vmdk, qemuimg.FormatVMDK, out, qemuimg.FormatQCOW2, nil); err != nil {
+			b.Fatalf("baseline import: %v", err)
+		}
+		if record {
+			importRow.base = append(importRow.base, time.Since(start))
+		}
+		os.Remove(out)
+	}
+	oursExport := func(record bool) {
+		dest := filepath.Join(work, "ours-export.ova")
+		start := time.Now()
+		r := d.do(http.MethodPost, machine+"/export", map[string]any{"resourceURI": "http://schemas.dmtf.org/cimi/1/Action",
+			"action": "http://schemas.dmtf.org/cimi/1/action/export", "format": "application/ovf", "destination": "file://" + dest})
+		d.waitJob("export Machine", d.accepted("export Machine", r), start)
+		if record {
+			exportRow.ours = append(exportRow.ours, time.Since(start))
+		}
+		os.Remove(dest)
+	}
+	baseExport := func(record bool) {
+		out := filepath.Join(work, "base-export.vmdk")
+		start := time.Now()
+		if err := qemuimg.Convert(ctx, disk, qemuimg.FormatQCOW2, out, qemuimg.FormatVMDK, nil); err != nil {
+			b.Fatalf("baseline export: %v", err)
+		}
+		if record {
+			exportRow.base = append(exportRow.base, time.Since(start))
+		}
+		os.Remove(out)
+	}
+
+	b.ResetTimer()
+	for i := 0; i <= benchOVFRuns; i++ {
+		record := i > 0
+		if i%2 == 0 {
+			oursImport(record)
+			baseImport(record)
+			oursExport(record)
+			baseExport(record)
+		} else {
+			baseImport(record)
+			oursImport(record)
+			baseExport(record)
+			oursExport(record)
+		}
+	}
+	b.StopTimer()
+
+	var out strings.Builder
+	for _, r := range []*benchRow{importRow, exportRow} {
+		fmt.Fprintln(&out, r.line())
+		unit := strings.Fields(r.name)[1]
+		b.ReportMetric(benchMS(benchMedian(r.ours)), "ovf-"+unit+"-ours-ms")
+		b.ReportMetric(benchMS(benchMedian(r.base)), "ovf-"+unit+"-base-ms")
+		b.Logf("%s: ours %v base %v", r.name, benchRound(r.ours), benchRound(r.base))
+	}
+	fmt.Print(out.String())
+}
+
+// benchOVFPackage writes the benchmark's disk as a streamOptimized VMDK
+// and an OVA holding it, in dir.
+func benchOVFPackage(tb testing.TB, dir string) (vmdk, ova string) {
+	tb.Helper()
+	ctx := context.Background()
+	raw := filepath.Join(dir, "disk.raw")
+	f, err := os.Create(raw)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	rng := mrand.NewChaCha8([32]byte{'c', 'i', 'm', 'i', 'd'})
+	if _, err := io.CopyN(f, rng, benchOVFDiskBytes/2); err != nil {
+		tb.Fatal(err)
+	}
+	line := []byte("The quick brown fox jumps over the lazy dog; cimid benchmarks its OVF import and export.\n")
+	text := bytes.Repeat(line, (1<<20)/len(line)+1)[:1<<20]
+	for i := 0; i < benchOVFDiskBytes/2>>20; i++ {
+		if _, err := f.Write(text); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	vmdk = filepath.Join(dir, "disk.vmdk")
+	if err := qemuimg.Convert(ctx, raw, qemuimg.FormatRaw, vmdk, qemuimg.FormatVMDK, nil); err != nil {
+		tb.Fatal(err)
+	}
+	os.Remove(raw)
+	fi, err := os.Stat(vmdk)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	desc, err := ovf.Encode(ovf.Spec{Name: "bench", Systems: []ovf.SystemSpec{{Name: "bench", CPUs: 1, MemoryBytes: benchMemoryKiB * 1024,
+		Disks: []ovf.DiskSpec{{Href: "disk.vmdk", Size: fi.Size(), Capacity: benchOVFDiskBytes}}}}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ova = filepath.Join(dir, "bench.ova")
+	out, err := os.Create(ova)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	pkg := ovf.OVA{DescriptorName: "bench.ovf", Descriptor: desc, Files: []ovf.OVAFile{{Name: "disk.vmdk", Size: fi.Size(),
+		Open: func() (io.ReadCloser, error) { return os.Open(vmdk) }}}}
+	if err := pkg.Write(ctx, out); err != nil {
+		tb.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	return vmdk, ova
+}
+
+// benchImport imports an OVA through the API and returns the System.
+func (d *benchDaemon) benchImport(ova string) string {
+	d.tb.Helper()
+	start := time.Now()
+	r := d.do(http.MethodPost, "systems/import", map[string]any{"resourceURI": "http://schemas.dmtf.org/cimi/1/Action",
+		"action": "http://schemas.dmtf.org/cimi/1/action/import", "source": "file://" + ova})
+	d.waitJob("import System", d.accepted("import System", r), start)
+	return r.header.Get("Location")
+}
+
+// benchSystemMachine returns the only Machine of a System.
+func (d *benchDaemon) benchSystemMachine(sys string) string {
+	d.tb.Helper()
+	c := d.getJSON(sys + "/machines")
+	list, _ := c["systemMachines"].([]any)
+	if len(list) != 1 {
+		d.fatalf("System %s: machines %v", sys, c)
+	}
+	return list[0].(map[string]any)["machine"].(map[string]any)["href"].(string)
+}
+
+// benchDelete deletes a resource and waits for its Job.
+func (d *benchDaemon) benchDelete(href string) {
+	d.tb.Helper()
+	start := time.Now()
+	r := d.do(http.MethodDelete, href, nil)
+	d.waitJob("delete "+href, d.accepted("delete "+href, r), start)
 }
