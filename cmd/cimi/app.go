@@ -180,6 +180,7 @@ progress; --no-wait prints the job URL instead.`,
 		a.versionCommand(),
 		a.remoteCommand(),
 		a.ovfCommand(),
+		a.eventsCommand(),
 	)
 	a.addTransferCommands(root)
 	return root

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bufio"
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"cimid/hypervisor/testguest"
 )
@@ -86,4 +89,52 @@ func TestCLIDrivesMachineLifecycle(t *testing.T) {
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]
+}
+
+func TestCLIEvents(t *testing.T) {
+	bin := cimiBinary(t)
+	d := machineDaemon(t, newStateDir(t))
+	img := filepath.Join(d.stateDir, "blank.raw")
+	if err := os.WriteFile(img, make([]byte, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m := d.createMachine(d.tinyConfig(), d.registerImage(img), "STOPPED")
+	path := strings.TrimPrefix(m, "http://localhost/cimi/")
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	follow := exec.CommandContext(ctx, bin, "--socket", d.socket, "events", "--follow", path)
+	out, err := follow.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer follow.Process.Kill()
+	lines := make(chan string, 64)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	time.Sleep(500 * time.Millisecond) // the stream is open before the change
+	d.act(m, "start", nil)
+	for seen := false; !seen; {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatal("cimi events --follow ended")
+			}
+			seen = strings.Contains(l, path) && strings.Contains(l, "-> STARTED")
+		case <-ctx.Done():
+			t.Fatal("cimi events --follow printed no start")
+		}
+	}
+	history := d.cli(bin, false, "events", path)
+	if !strings.Contains(history, "-> STARTED") || !strings.Contains(history, "create") {
+		t.Fatalf("cimi events %s:\n%s", path, history)
+	}
 }
