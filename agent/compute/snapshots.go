@@ -454,19 +454,23 @@ func (s *Service) runSnapshot(ctx context.Context, x *job.Exec) error {
 	if err != nil {
 		return err
 	}
-	info, found, err := s.findSnapshot(ctx, m.Domain, im.SnapshotName)
-	if err != nil {
-		return err
+	// Only a resumed Job can find its snapshot already taken.
+	var info hypervisor.SnapshotInfo
+	found := false
+	if x.Resumed() {
+		if info, found, err = s.findSnapshot(ctx, m.Domain, im.SnapshotName); err != nil {
+			return err
+		}
 	}
 	if !found {
+		st, err := s.drv.DomainStatus(ctx, m.Domain)
+		if err != nil {
+			return err
+		}
 		if err := s.drv.CreateSnapshot(ctx, m.Domain, im.SnapshotName); err != nil {
 			return err
 		}
-		if info, found, err = s.findSnapshot(ctx, m.Domain, im.SnapshotName); err != nil {
-			return err
-		} else if !found {
-			return fmt.Errorf("snapshot %s of domain %s is not listed after it was taken", im.SnapshotName, m.Domain)
-		}
+		info = hypervisor.SnapshotInfo{Name: im.SnapshotName, Running: st.State == hypervisor.StateRunning}
 	}
 	err = s.db.Update(func(tx *store.Tx) error {
 		cur, err := getRecord[imageRecord](tx, kindImages, im.ID, "MachineImage")

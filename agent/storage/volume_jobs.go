@@ -66,7 +66,6 @@ func (s *Service) runCreateVolume(ctx context.Context, x *job.Exec) error {
 			return err
 		}
 	}
-	s.refreshPool(ctx)
 	err = update(s.db, kindVolumes, v.ID, "Volume", func(cur *volumeRecord) error {
 		cur.State = cimi.StateAvailable
 		return nil

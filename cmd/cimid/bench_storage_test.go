@@ -1,0 +1,175 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"cimid/hypervisor"
+	"cimid/hypervisor/libvirt"
+	"cimid/hypervisor/qemuimg"
+	"cimid/hypervisor/testguest"
+)
+
+// storageRuns is how many measured runs each storage row takes.
+const storageRuns = 10
+
+// BenchmarkStorage measures volume creation, capture and snapshot through
+// the API against the same work done with qemu-img and libvirt directly.
+func BenchmarkStorage(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root and libvirtd (make bench prepares the host)")
+	}
+	benchLock(b)
+	ctx := context.Background()
+	drv, err := libvirt.Open(ctx, "qemu:///system", slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatalf("libvirt: %v", err)
+	}
+	b.Cleanup(func() { drv.Close() })
+	go func() {
+		for range drv.Events() {
+		}
+	}()
+	benchRemoveLeftovers(b, drv)
+	dir := benchStateDir(b)
+	var instance string
+	b.Cleanup(func() { benchRemoveInstance(drv, instance) })
+	d := benchStartDaemon(b, dir)
+	instance = strings.TrimPrefix(d.getJSON("cloudEntryPoint")["name"].(string), "cimid-")
+
+	// A 1 GiB disk, half of it random data.
+	work := filepath.Join(dir, "bench-storage")
+	if err := os.MkdirAll(work, 0o711); err != nil {
+		b.Fatal(err)
+	}
+	disk := filepath.Join(work, "disk.raw")
+	writeHalfRandom(b, disk, 1<<30)
+	image := d.createAndWait("machineImages", map[string]any{"name": "1g", "imageLocation": "file://" + disk})
+	config := d.createAndWait("machineConfigs", map[string]any{"name": "1g", "cpu": 1, "memory": benchMemoryKiB})
+	machine := d.createAndWait("machines", map[string]any{"name": "1g", "machineTemplate": map[string]any{
+		"machineConfig": map[string]any{"href": config}, "machineImage": map[string]any{"href": image},
+		"networkInterfaces": []any{}, "initialState": "STOPPED"}})
+	imageFile := filepath.Join(dir, "pool", "image-"+lastSegment(image)+".qcow2")
+	overlay := filepath.Join(dir, "pool", "machine-"+lastSegment(machine)+"-disk0.qcow2")
+
+	// The baseline's own domain over its own overlay, for snapshots.
+	baseOverlay := filepath.Join(work, "base-overlay.qcow2")
+	if err := qemuimg.CreateOverlay(ctx, baseOverlay, imageFile, "qcow2", 0); err != nil {
+		b.Fatal(err)
+	}
+	baseDomain := benchDomainPrefix + "storage"
+	if err := drv.DefineDomain(ctx, hypervisor.DomainSpec{Name: baseDomain, Type: hypervisor.DomainType(testguest.DomainType()),
+		VCPUs: 1, MemoryKiB: benchMemoryKiB, Disks: []hypervisor.Disk{{Path: baseOverlay, Format: "qcow2", Target: "vda"}}}); err != nil {
+		b.Fatal(err)
+	}
+
+	rows := []*benchRow{
+		{name: "volume create 10GiB", target: 1.25},
+		{name: "capture of a machine with a 1GiB disk", target: 1.25},
+		{name: "snapshot of a stopped machine with a 1GiB disk", target: 1.25},
+	}
+	for i := 0; i <= storageRuns; i++ {
+		record := i > 0
+		measure := func(row int, ours, base func()) {
+			var o, bs time.Duration
+			if i%2 == 0 {
+				o, bs = timeIt(ours), timeIt(base)
+			} else {
+				bs, o = timeIt(base), timeIt(ours)
+			}
+			if record {
+				rows[row].ours = append(rows[row].ours, o)
+				rows[row].base = append(rows[row].base, bs)
+			}
+		}
+		var vol, captured, snapshot string
+		baseVol := filepath.Join(work, fmt.Sprintf("vol-%d.qcow2", i))
+		measure(0, func() {
+			vol = d.createAndWait("volumes", map[string]any{"name": "v", "volumeTemplate": map[string]any{
+				"volumeConfig": map[string]any{"capacity": 10 << 20}}})
+		}, func() {
+			if err := qemuimg.Create(ctx, baseVol, "qcow2", 10<<30); err != nil {
+				b.Fatal(err)
+			}
+		})
+		baseCapture := filepath.Join(work, fmt.Sprintf("capture-%d.qcow2", i))
+		measure(1, func() {
+			captured = d.machineImageOp(machine, "capture")
+		}, func() {
+			if err := qemuimg.Convert(ctx, overlay, "qcow2", baseCapture, "qcow2", nil); err != nil {
+				b.Fatal(err)
+			}
+		})
+		measure(2, func() {
+			snapshot = d.machineImageOp(machine, "snapshot")
+		}, func() {
+			if err := drv.CreateSnapshot(ctx, baseDomain, fmt.Sprintf("s%d", i)); err != nil {
+				b.Fatal(err)
+			}
+		})
+		// clean up outside the measured time
+		for _, uri := range []string{vol, captured, snapshot} {
+			start := time.Now()
+			d.waitJob("DELETE "+uri, d.accepted("DELETE "+uri, d.do(http.MethodDelete, uri, nil)), start)
+		}
+		drv.DeleteSnapshot(ctx, baseDomain, fmt.Sprintf("s%d", i))
+		os.Remove(baseVol)
+		os.Remove(baseCapture)
+	}
+	drv.UndefineDomain(ctx, baseDomain)
+	for _, r := range rows {
+		fmt.Println(r.line())
+	}
+}
+
+// machineImageOp POSTs a MachineImageCreate to a Machine's capture or
+// snapshot operation, waits for the Job and returns the new image.
+func (d *benchDaemon) machineImageOp(machine, op string) string {
+	d.tb.Helper()
+	href := ""
+	for _, o := range d.getJSON(machine)["operations"].([]any) {
+		if m := o.(map[string]any); m["rel"] == "http://schemas.dmtf.org/cimi/1/action/"+op {
+			href = m["href"].(string)
+		}
+	}
+	if href == "" {
+		d.fatalf("the machine offers no %s", op)
+	}
+	start := time.Now()
+	r := d.do(http.MethodPost, href, map[string]any{"resourceURI": "http://schemas.dmtf.org/cimi/1/MachineImageCreate",
+		"name": op, "imageLocation": machine})
+	d.waitJob(op, d.accepted(op, r), start)
+	return r.header.Get("Location")
+}
+
+// writeHalfRandom writes a raw disk of size bytes whose first half is
+// random and second half zeros (sparse).
+func writeHalfRandom(tb testing.TB, path string, size int64) {
+	tb.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 4<<20)
+	for written := int64(0); written < size/2; written += int64(len(buf)) {
+		rand.Read(buf)
+		if _, err := f.Write(buf); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if err := f.Truncate(size); err != nil {
+		tb.Fatal(err)
+	}
+	os.Chmod(path, 0o644)
+	_ = exec.Command("sync").Run()
+}
