@@ -56,6 +56,14 @@ test: host-setup systemd-tools vet
 test-unit:
 	$(GO) test -count=1 -short ./agent/... ./store/... ./cmd/cimi/...
 
+# The crash matrix in full: the agent is killed before and after every
+# step of every operation, restarted, and checked against libvirt and its
+# state directory (TestCrashMatrix; make test runs two failpoints per
+# operation). One line per case at the end: operation, failpoint, outcome.
+.PHONY: test-crash
+test-crash: host-setup
+	CIMID_CRASH_FULL=1 $(GO) test -count=1 -v -run '^TestCrashMatrix$$' -timeout 90m ./cmd/cimid/
+
 # Machine operations through the API against the same work done directly
 # on libvirt and qemu-img: one "bench: ..." line per operation.
 bench: host-setup

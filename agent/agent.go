@@ -81,6 +81,7 @@ type Agent struct {
 // New opens the state directory and prepares every service. The driver is
 // connected already; the agent takes ownership of neither it nor the logger.
 func New(ctx context.Context, cfg Config, drv hypervisor.Driver, log *slog.Logger) (*Agent, error) {
+	drv = wrapDriverForTests(drv, log)
 	if err := prepareStateDir(cfg.StateDir); err != nil {
 		return nil, err
 	}

@@ -2,7 +2,15 @@
 
 package agent
 
-import "cimid/agent/api"
+import (
+	"log/slog"
+
+	"cimid/agent/api"
+	"cimid/hypervisor"
+)
 
 // testServices is empty in production builds.
 func (a *Agent) testServices() []api.Service { return nil }
+
+// wrapDriverForTests returns drv: production builds have no failpoints.
+func wrapDriverForTests(drv hypervisor.Driver, _ *slog.Logger) hypervisor.Driver { return drv }

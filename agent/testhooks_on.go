@@ -5,19 +5,26 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
+	"os"
 	"time"
 
 	"cimid/agent/api"
 	"cimid/agent/cimi"
 	"cimid/agent/errdefs"
 	"cimid/agent/job"
+	"cimid/hypervisor"
 )
 
 // testServices adds, in test builds only, a "sleep" operation whose Job
 // runs for a requested time: it lets tests observe Jobs that are running
-// when the agent is killed.
+// when the agent is killed. It also puts the Job runner's transitions
+// through the failpoints, when there are any.
 func (a *Agent) testServices() []api.Service {
+	if d, ok := a.drv.(*failpointDriver); ok {
+		a.jobs.SetTransitionHook(d.fp.jobTransition)
+	}
 	a.jobs.Register("test.sleep", job.Kind{Cancellable: true, Run: func(ctx context.Context, x *job.Exec) error {
 		var p struct{ Seconds float64 }
 		if err := x.Params(&p); err != nil {
@@ -82,4 +89,19 @@ func (s *sleepService) sleep(rq *api.Request) (api.Reply, error) {
 		return api.Reply{}, err
 	}
 	return api.Reply{Status: http.StatusAccepted, JobID: rec.ID, Location: "jobs/" + rec.ID}, nil
+}
+
+// wrapDriverForTests puts the driver behind the failpoints the environment
+// arms (failpoint.go). A bad failpoint is a broken test: the agent says so
+// and exits.
+func wrapDriverForTests(drv hypervisor.Driver, log *slog.Logger) hypervisor.Driver {
+	fp, err := newFailpoints(log)
+	if err != nil {
+		log.Error("failpoints", "err", err)
+		os.Exit(2)
+	}
+	if fp == nil {
+		return drv
+	}
+	return &failpointDriver{Driver: drv, fp: fp}
 }

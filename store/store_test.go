@@ -1,9 +1,11 @@
 package store
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
@@ -182,5 +184,39 @@ func TestScanAndDeletePrefix(t *testing.T) {
 	recs, _ := db.List("s")
 	if len(recs) != 3 {
 		t.Fatalf("after delete: %+v", recs)
+	}
+}
+
+// A bbolt file with one unreadable meta page would open on the other one,
+// one transaction back, and be rewritten at the next commit: it is refused
+// and left as it is.
+func TestDamagedMetaPageIsRefused(t *testing.T) {
+	for _, page := range []int64{0, 1} {
+		path := filepath.Join(t.TempDir(), "state.db")
+		db, err := Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Update(func(tx *Tx) error { return tx.Put("k", "1", []byte("v")) }); err != nil {
+			t.Fatal(err)
+		}
+		db.Close()
+		f, err := os.OpenFile(path, os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		garbage := bytes.Repeat([]byte("garbage!"), os.Getpagesize()/8)
+		if _, err := f.WriteAt(garbage, page*int64(os.Getpagesize())); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		before, _ := os.ReadFile(path)
+		_, err = Open(path)
+		if !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "mv "+path) {
+			t.Fatalf("meta page %d garbled: Open says %v", page, err)
+		}
+		if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
+			t.Fatalf("meta page %d garbled: the file was changed", page)
+		}
 	}
 }

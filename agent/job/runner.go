@@ -21,6 +21,7 @@ type Runner struct {
 	kinds  map[string]Kind
 	locks  *lockTable
 	onEnd  func(Record)
+	hook   func(rec Record, state string, stored bool)
 	now    func() time.Time
 	retain time.Duration
 
@@ -69,6 +70,17 @@ func NewRunner(db *store.DB, log *slog.Logger, opts Options) *Runner {
 		db: db, log: log, kinds: map[string]Kind{}, locks: newLockTable(),
 		now: opts.Now, retain: opts.Retention, onEnd: opts.OnEnd, running: map[string]*active{}, pending: map[string]int{},
 		base: base, stopAll: stop, progressIv: 250 * time.Millisecond,
+	}
+}
+
+// SetTransitionHook has the Runner call fn right before (stored false)
+// and right after (stored true) it stores a Job's move to RUNNING or to
+// its final state. Test builds stop the agent there; call it before Start.
+func (r *Runner) SetTransitionHook(fn func(rec Record, state string, stored bool)) { r.hook = fn }
+
+func (r *Runner) transition(rec Record, state string, stored bool) {
+	if r.hook != nil {
+		r.hook(rec, state, stored)
 	}
 }
 
@@ -327,11 +339,13 @@ func (r *Runner) run(ctx context.Context, k Kind, rec Record) {
 		return
 	}
 	defer release()
+	r.transition(rec, Running, false)
 	cur, err := r.update(rec.ID, func(rec *Record) {
 		if rec.State == Queued {
 			r.setState(rec, Running, "")
 		}
 	})
+	r.transition(cur, Running, true)
 	if err != nil {
 		log.Error("job record unavailable", "err", err)
 		return
@@ -404,11 +418,13 @@ func successMessage(x *Exec) string {
 }
 
 func (r *Runner) finish(id, state string, code int, msg string) (Record, error) {
+	r.transition(Record{ID: id}, state, false)
 	rec, err := r.update(id, func(rec *Record) {
 		r.setState(rec, state, msg)
 		rec.ReturnCode = code
 		rec.Progress = 100
 	})
+	r.transition(rec, state, true)
 	if err == nil && r.onEnd != nil {
 		r.onEnd(rec)
 	}
