@@ -182,6 +182,9 @@ func (s *Service) runExport(ctx context.Context, x *job.Exec) error {
 	}
 	jobID := x.Record().ID
 	defer s.removeExportTmp(jobID)
+	if done, err := s.finishInterruptedRename(x, p); done || err != nil {
+		return err
+	}
 	machines, sysRec, err := s.describeExport(p)
 	if err != nil {
 		return err
@@ -398,6 +401,10 @@ func (s *Service) writeOVA(ctx context.Context, x *job.Exec, ova ovf.OVA, dest s
 	if err != nil {
 		return 0, err
 	}
+	// From here a restart completes the rename instead of starting over.
+	if err := x.SetCheckpoint(exportCheckpoint{Renaming: true}); err != nil {
+		return 0, err
+	}
 	if err := os.Rename(part, dest); err != nil {
 		return 0, fmt.Errorf("move the archive into place: %w", err)
 	}
@@ -406,6 +413,38 @@ func (s *Service) writeOVA(ctx context.Context, x *job.Exec, ova ovf.OVA, dest s
 		d.Close()
 	}
 	return fi.Size(), nil
+}
+
+// exportCheckpoint marks an export whose archive is complete and being
+// moved into place.
+type exportCheckpoint struct {
+	Renaming bool `json:"renaming"`
+}
+
+// finishInterruptedRename handles a resumed export: one that had written
+// its archive completes the move into place and succeeds; any other starts
+// over, without the partial archive of the interrupted run.
+func (s *Service) finishInterruptedRename(x *job.Exec, p exportParams) (bool, error) {
+	if !x.Resumed() || p.Destination == "" {
+		return false, nil
+	}
+	part := partName(p.Destination, x.Record().ID)
+	var cp exportCheckpoint
+	if ok, err := x.Checkpoint(&cp); err != nil {
+		return false, err
+	} else if !ok || !cp.Renaming {
+		return false, removeIfExists(part)
+	}
+	if _, err := os.Stat(part); err == nil {
+		if err := os.Rename(part, p.Destination); err != nil {
+			return false, fmt.Errorf("move the archive into place: %w", err)
+		}
+	}
+	if _, err := os.Stat(p.Destination); err != nil {
+		return false, fmt.Errorf("the archive written before the restart is gone: %w", err)
+	}
+	x.SetMessage("exported to " + p.Destination + " (completed after an agent restart)")
+	return true, nil
 }
 
 func (s *Service) removeExportTmp(jobID string) {

@@ -68,8 +68,8 @@ func New(cfg Config, db *store.DB, jobs *job.Runner, machines *compute.Service, 
 
 func (s *Service) registerJobs() {
 	s.jobs.Register("system.import", job.Kind{Run: s.runImport, Cancellable: true, Cleanup: s.cleanupImport})
-	s.jobs.Register("system.export", job.Kind{Run: s.runExport, Cancellable: true, Cleanup: s.cleanupExport})
-	s.jobs.Register("machine.export", job.Kind{Run: s.runExport, Cancellable: true, Cleanup: s.cleanupExport})
+	s.jobs.Register("system.export", job.Kind{Run: s.runExport, Resumable: true, Cancellable: true, Cleanup: s.cleanupExport})
+	s.jobs.Register("machine.export", job.Kind{Run: s.runExport, Resumable: true, Cancellable: true, Cleanup: s.cleanupExport})
 	s.jobs.Register("system.delete", job.Kind{Run: s.runDelete, Resumable: true})
 	for _, a := range systemActions {
 		s.jobs.Register("system."+a, job.Kind{Run: s.runAction, Resumable: true})
