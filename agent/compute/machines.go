@@ -106,7 +106,7 @@ func (s *Service) loadMachine(id string) (machineRecord, error) {
 func (s *Service) listMachines(rq *api.Request) (api.Reply, error) {
 	var recs []machineRecord
 	err := s.db.View(func(tx *store.Tx) (err error) {
-		recs, err = listRecords[machineRecord](tx, kindMachines)
+		recs, err = s.listed.list(tx, kindMachines)
 		return err
 	})
 	if err != nil {

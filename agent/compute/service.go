@@ -56,6 +56,8 @@ type Service struct {
 	consoleDir string
 	now        func() time.Time
 	host       hostLimits
+	// listed caches decoded Machine records for collection reads.
+	listed decodeCache[machineRecord]
 }
 
 // hostLimits bound what a Machine may ask for on this host.
