@@ -85,9 +85,7 @@ func (d *daemon) waitServing() {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				inst := d.instance()
-				d.removeNetworksAtCleanup()
-				d.t.Cleanup(func() { removeInstanceFromLibvirt(inst) })
+				d.removeLibvirtObjectsAtCleanup()
 				return
 			}
 		}

@@ -111,7 +111,7 @@ func startDaemon(t *testing.T, stateDir string, extra ...string) *daemon {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				d.removeNetworksAtCleanup()
+				d.removeLibvirtObjectsAtCleanup()
 				return d
 			}
 		}
@@ -238,4 +238,26 @@ func (d *daemon) waitJob(jobURI string, timeout time.Duration) map[string]any {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// removeLibvirtObjectsAtCleanup removes, when the test ends and after the
+// daemon is gone, everything its instance made in libvirt: domains (with
+// their managed saves and snapshot metadata), networks and the pool. The
+// state directory itself is removed by newStateDir's cleanup.
+func (d *daemon) removeLibvirtObjectsAtCleanup() {
+	prefix := "cimid-" + d.instance()
+	d.t.Cleanup(func() {
+		d.kill()
+		if out, err := virsh("list", "--all", "--name"); err == nil {
+			for _, n := range strings.Fields(out) {
+				if strings.HasPrefix(n, prefix+"-") {
+					virsh("destroy", n)
+					virsh("undefine", "--managed-save", "--snapshots-metadata", n)
+				}
+			}
+		}
+		removeInstanceNetworks(prefix + "-")
+		virsh("pool-destroy", prefix)
+		virsh("pool-undefine", prefix)
+	})
 }

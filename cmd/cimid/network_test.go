@@ -19,14 +19,6 @@ import (
 	"cimid/hypervisor/testguest"
 )
 
-// removeNetworksAtCleanup removes, when the test ends, the libvirt
-// networks of the daemon's instance (its default network and any a test
-// left): each holds a bridge and a dnsmasq process.
-func (d *daemon) removeNetworksAtCleanup() {
-	prefix := "cimid-" + d.instance() + "-"
-	d.t.Cleanup(func() { removeInstanceNetworks(prefix) })
-}
-
 // removeNetworks stops and undefines every libvirt network named with prefix.
 func removeInstanceNetworks(prefix string) {
 	out, err := virsh("net-list", "--all", "--name")
