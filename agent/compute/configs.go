@@ -1,6 +1,7 @@
 package compute
 
 import (
+	"cimid/agent/records"
 	"net/http"
 	"strings"
 
@@ -35,7 +36,7 @@ func (s *Service) seedConfigs() error {
 				continue
 			}
 			c.Created, c.Updated, c.Provider, c.CPUArch = now, now, true, "x86_64"
-			if err := putRecord(tx, kindConfigs, c.ID, c); err != nil {
+			if err := records.Put(tx, kindConfigs, c.ID, c); err != nil {
 				return err
 			}
 		}
@@ -81,7 +82,7 @@ func diskConfigDocs(disks []diskConfig) []cimi.DiskConfig {
 func (s *Service) listConfigs(rq *api.Request) (api.Reply, error) {
 	var recs []configRecord
 	err := s.db.View(func(tx *store.Tx) (err error) {
-		recs, err = listRecords[configRecord](tx, kindConfigs)
+		recs, err = records.List[configRecord](tx, kindConfigs)
 		return err
 	})
 	if err != nil {
@@ -97,7 +98,7 @@ func (s *Service) listConfigs(rq *api.Request) (api.Reply, error) {
 func (s *Service) getConfig(rq *api.Request) (api.Reply, error) {
 	var c configRecord
 	err := s.db.View(func(tx *store.Tx) (err error) {
-		c, err = getRecord[configRecord](tx, kindConfigs, rq.Vars["id"], "MachineConfiguration")
+		c, err = records.Get[configRecord](tx, kindConfigs, rq.Vars["id"], "MachineConfiguration")
 		return err
 	})
 	if err != nil {
@@ -172,7 +173,7 @@ func (s *Service) createConfig(rq *api.Request) (api.Reply, error) {
 	rec := configRecord{meta: newMeta(job.NewID(), body.Name, body.Description, body.Properties, s.now()), configSpec: spec}
 	path := kindConfigs + "/" + rec.ID
 	j, err := s.jobs.Done(job.Record{Kind: "add", Action: cimi.RelAdd, Name: "create MachineConfiguration", Target: kindConfigs, Affected: []string{kindConfigs, path}},
-		func(tx *store.Tx) error { return putRecord(tx, kindConfigs, rec.ID, rec) })
+		func(tx *store.Tx) error { return records.Put(tx, kindConfigs, rec.ID, rec) })
 	if err != nil {
 		return api.Reply{}, err
 	}
@@ -186,14 +187,14 @@ func (s *Service) updateConfig(rq *api.Request) (api.Reply, error) {
 	}
 	id := rq.Vars["id"]
 	return s.syncUpdate(rq, kindConfigs+"/"+id, func(tx *store.Tx) error {
-		c, err := getRecord[configRecord](tx, kindConfigs, id, "MachineConfiguration")
+		c, err := records.Get[configRecord](tx, kindConfigs, id, "MachineConfiguration")
 		if err != nil {
 			return err
 		}
 		if err := applyUpdate(&c.meta, body.Common, selectedAttrs(rq), s.now()); err != nil {
 			return err
 		}
-		return putRecord(tx, kindConfigs, id, c)
+		return records.Put(tx, kindConfigs, id, c)
 	})
 }
 
@@ -201,14 +202,14 @@ func (s *Service) deleteConfig(rq *api.Request) (api.Reply, error) {
 	id := rq.Vars["id"]
 	path := kindConfigs + "/" + id
 	j, err := s.jobs.Done(job.Record{Kind: "delete", Action: cimi.RelDelete, Name: "delete MachineConfiguration", Target: path}, func(tx *store.Tx) error {
-		c, err := getRecord[configRecord](tx, kindConfigs, id, "MachineConfiguration")
+		c, err := records.Get[configRecord](tx, kindConfigs, id, "MachineConfiguration")
 		if err != nil {
 			return err
 		}
 		if c.Provider {
 			return errdefs.Conflictf("MachineConfiguration %s is provider-defined and cannot be deleted", id)
 		}
-		templates, err := listRecords[templateRecord](tx, kindTemplates)
+		templates, err := records.List[templateRecord](tx, kindTemplates)
 		if err != nil {
 			return err
 		}
@@ -235,7 +236,7 @@ func (s *Service) lookupConfig(tx *store.Tx, urls api.URLs, in *cimi.MachineConf
 		if err != nil {
 			return configSpec{}, "", err
 		}
-		c, err := getRecord[configRecord](tx, kindConfigs, id, "MachineConfiguration")
+		c, err := records.Get[configRecord](tx, kindConfigs, id, "MachineConfiguration")
 		if err != nil {
 			return configSpec{}, "", referenced(err)
 		}

@@ -1,6 +1,7 @@
 package compute
 
 import (
+	"cimid/agent/records"
 	"path/filepath"
 	"testing"
 
@@ -16,7 +17,7 @@ func TestDecodeCacheFollowsTheStore(t *testing.T) {
 	put := func(id, state string) {
 		t.Helper()
 		if err := db.Update(func(tx *store.Tx) error {
-			return putRecord(tx, kindMachines, id, machineRecord{meta: meta{ID: id}, State: state})
+			return records.Put(tx, kindMachines, id, machineRecord{meta: meta{ID: id}, State: state})
 		}); err != nil {
 			t.Fatal(err)
 		}

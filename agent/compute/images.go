@@ -1,6 +1,7 @@
 package compute
 
 import (
+	"cimid/agent/records"
 	"context"
 	"errors"
 	"fmt"
@@ -50,7 +51,7 @@ func (s *Service) imageDoc(urls api.URLs, im imageRecord) *cimi.MachineImage {
 func (s *Service) listImages(rq *api.Request) (api.Reply, error) {
 	var recs []imageRecord
 	err := s.db.View(func(tx *store.Tx) (err error) {
-		recs, err = listRecords[imageRecord](tx, kindImages)
+		recs, err = records.List[imageRecord](tx, kindImages)
 		return err
 	})
 	if err != nil {
@@ -66,7 +67,7 @@ func (s *Service) listImages(rq *api.Request) (api.Reply, error) {
 func (s *Service) getImage(rq *api.Request) (api.Reply, error) {
 	var im imageRecord
 	err := s.db.View(func(tx *store.Tx) (err error) {
-		im, err = getRecord[imageRecord](tx, kindImages, rq.Vars["id"], "MachineImage")
+		im, err = records.Get[imageRecord](tx, kindImages, rq.Vars["id"], "MachineImage")
 		return err
 	})
 	if err != nil {
@@ -82,14 +83,14 @@ func (s *Service) updateImage(rq *api.Request) (api.Reply, error) {
 	}
 	id := rq.Vars["id"]
 	return s.syncUpdate(rq, kindImages+"/"+id, func(tx *store.Tx) error {
-		im, err := getRecord[imageRecord](tx, kindImages, id, "MachineImage")
+		im, err := records.Get[imageRecord](tx, kindImages, id, "MachineImage")
 		if err != nil {
 			return err
 		}
 		if err := applyUpdate(&im.meta, body.Common, selectedAttrs(rq), s.now()); err != nil {
 			return err
 		}
-		return putRecord(tx, kindImages, id, im)
+		return records.Put(tx, kindImages, id, im)
 	})
 }
 
@@ -185,7 +186,7 @@ func (s *Service) createImage(rq *api.Request) (api.Reply, error) {
 	j, err := s.submit(job.Record{Kind: "image.create", Action: cimi.RelAdd, Name: "register MachineImage",
 		Target: kindImages, Affected: []string{kindImages, path}, Locks: []string{path}},
 		imageParams{ImageID: rec.ID},
-		func(tx *store.Tx) error { return putRecord(tx, kindImages, rec.ID, rec) })
+		func(tx *store.Tx) error { return records.Put(tx, kindImages, rec.ID, rec) })
 	if err != nil {
 		return api.Reply{}, err
 	}
@@ -253,13 +254,13 @@ func (s *Service) runCreateImage(ctx context.Context, x *job.Exec) error {
 		x.Log().Warn("refresh pool", "err", err)
 	}
 	err = s.db.Update(func(tx *store.Tx) error {
-		cur, err := getRecord[imageRecord](tx, kindImages, im.ID, "MachineImage")
+		cur, err := records.Get[imageRecord](tx, kindImages, im.ID, "MachineImage")
 		if err != nil {
 			return err
 		}
 		cur.State, cur.Path, cur.Format, cur.SourceFormat = imageAvailable, dst, "qcow2", format
 		cur.VirtualSizeKiB = info.VirtualSize / 1024
-		return putRecord(tx, kindImages, im.ID, cur)
+		return records.Put(tx, kindImages, im.ID, cur)
 	})
 	if err != nil {
 		return err
@@ -315,7 +316,7 @@ func (s *Service) download(ctx context.Context, x *job.Exec, src, path string) e
 func (s *Service) loadImage(id string) (imageRecord, error) {
 	var im imageRecord
 	err := s.db.View(func(tx *store.Tx) (err error) {
-		im, err = getRecord[imageRecord](tx, kindImages, id, "MachineImage")
+		im, err = records.Get[imageRecord](tx, kindImages, id, "MachineImage")
 		return err
 	})
 	return im, err
@@ -330,7 +331,7 @@ func (s *Service) deleteImage(rq *api.Request) (api.Reply, error) {
 	j, err := s.submit(job.Record{Kind: "image.delete", Action: cimi.RelDelete, Name: "delete MachineImage", Target: path, Locks: []string{path}},
 		imageParams{ImageID: id},
 		func(tx *store.Tx) error {
-			im, err := getRecord[imageRecord](tx, kindImages, id, "MachineImage")
+			im, err := records.Get[imageRecord](tx, kindImages, id, "MachineImage")
 			if err != nil {
 				return err
 			}
@@ -338,7 +339,7 @@ func (s *Service) deleteImage(rq *api.Request) (api.Reply, error) {
 				return err
 			}
 			im.State = imageDeleting
-			return putRecord(tx, kindImages, id, im)
+			return records.Put(tx, kindImages, id, im)
 		})
 	if err != nil {
 		return api.Reply{}, err
@@ -349,7 +350,7 @@ func (s *Service) deleteImage(rq *api.Request) (api.Reply, error) {
 // imageInUse refuses to delete an image that Machines boot from (their
 // disks are overlays on it) or that templates name.
 func imageInUse(tx *store.Tx, id string) error {
-	machines, err := listRecords[machineRecord](tx, kindMachines)
+	machines, err := records.List[machineRecord](tx, kindMachines)
 	if err != nil {
 		return err
 	}
@@ -358,7 +359,7 @@ func imageInUse(tx *store.Tx, id string) error {
 			return errdefs.Conflictf("MachineImage %s is the base of Machine %s's disk", id, m.ID)
 		}
 	}
-	templates, err := listRecords[templateRecord](tx, kindTemplates)
+	templates, err := records.List[templateRecord](tx, kindTemplates)
 	if err != nil {
 		return err
 	}
@@ -377,7 +378,7 @@ func (s *Service) runDeleteImage(ctx context.Context, x *job.Exec) error {
 	}
 	var im imageRecord
 	err := s.db.View(func(tx *store.Tx) (err error) {
-		if im, err = getRecord[imageRecord](tx, kindImages, p.ImageID, "MachineImage"); err != nil {
+		if im, err = records.Get[imageRecord](tx, kindImages, p.ImageID, "MachineImage"); err != nil {
 			return err
 		}
 		return imageInUse(tx, p.ImageID)
@@ -402,12 +403,12 @@ func (s *Service) runDeleteImage(ctx context.Context, x *job.Exec) error {
 
 func (s *Service) setImageState(id, state string) {
 	err := s.db.Update(func(tx *store.Tx) error {
-		im, err := getRecord[imageRecord](tx, kindImages, id, "MachineImage")
+		im, err := records.Get[imageRecord](tx, kindImages, id, "MachineImage")
 		if err != nil {
 			return err
 		}
 		im.State = state
-		return putRecord(tx, kindImages, id, im)
+		return records.Put(tx, kindImages, id, im)
 	})
 	if err != nil {
 		s.log.Error("set image state", "image", id, "err", err)
@@ -423,7 +424,7 @@ func lookupImage(tx *store.Tx, urls api.URLs, in *cimi.MachineImageInput) (image
 	if err != nil {
 		return imageRecord{}, err
 	}
-	im, err := getRecord[imageRecord](tx, kindImages, id, "MachineImage")
+	im, err := records.Get[imageRecord](tx, kindImages, id, "MachineImage")
 	if err != nil {
 		return imageRecord{}, referenced(err)
 	}

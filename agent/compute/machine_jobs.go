@@ -1,6 +1,7 @@
 package compute
 
 import (
+	"cimid/agent/records"
 	"context"
 	"errors"
 	"fmt"
@@ -417,12 +418,12 @@ func (s *Service) stopDomain(ctx context.Context, x *job.Exec, m machineRecord, 
 // clearStop forgets a finished graceful stop's deadline.
 func (s *Service) clearStop(ctx context.Context, id string) {
 	err := s.db.Update(func(tx *store.Tx) error {
-		m, err := getRecord[machineRecord](tx, kindMachines, id, "Machine")
+		m, err := records.Get[machineRecord](tx, kindMachines, id, "Machine")
 		if err != nil {
 			return err
 		}
 		m.StopDeadline, m.ForceOnTimeout, m.Restarting = time.Time{}, false, false
-		return putRecord(tx, kindMachines, id, m)
+		return records.Put(tx, kindMachines, id, m)
 	})
 	if err != nil && !errdefs.Is(err, errdefs.NotFound) {
 		s.log.Error("clear stop deadline", "machine", id, "err", err)

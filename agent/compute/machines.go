@@ -1,6 +1,7 @@
 package compute
 
 import (
+	"cimid/agent/records"
 	"errors"
 	"fmt"
 	"net/http"
@@ -97,7 +98,7 @@ func (s *Service) machineDoc(urls api.URLs, m machineRecord) *cimi.Machine {
 func (s *Service) loadMachine(id string) (machineRecord, error) {
 	var m machineRecord
 	err := s.db.View(func(tx *store.Tx) (err error) {
-		m, err = getRecord[machineRecord](tx, kindMachines, id, "Machine")
+		m, err = records.Get[machineRecord](tx, kindMachines, id, "Machine")
 		return err
 	})
 	return m, err
@@ -134,14 +135,14 @@ func (s *Service) updateMachine(rq *api.Request) (api.Reply, error) {
 	}
 	id := rq.Vars["id"]
 	return s.syncUpdate(rq, machinePath(id), func(tx *store.Tx) error {
-		m, err := getRecord[machineRecord](tx, kindMachines, id, "Machine")
+		m, err := records.Get[machineRecord](tx, kindMachines, id, "Machine")
 		if err != nil {
 			return err
 		}
 		if err := applyUpdate(&m.meta, body.Common, selectedAttrs(rq), s.now()); err != nil {
 			return err
 		}
-		return putRecord(tx, kindMachines, id, m)
+		return records.Put(tx, kindMachines, id, m)
 	})
 }
 
@@ -211,7 +212,7 @@ func (s *Service) createMachine(rq *api.Request) (api.Reply, error) {
 			if err := s.attachNetworks(tx, rec, t); err != nil {
 				return err
 			}
-			return putRecord(tx, kindMachines, id, rec)
+			return records.Put(tx, kindMachines, id, rec)
 		})
 	if err != nil {
 		return api.Reply{}, err
@@ -229,7 +230,7 @@ func (s *Service) templateFor(tx *store.Tx, urls api.URLs, in *cimi.MachineTempl
 	if err != nil {
 		return templateRecord{}, err
 	}
-	t, err := getRecord[templateRecord](tx, kindTemplates, id, "MachineTemplate")
+	t, err := records.Get[templateRecord](tx, kindTemplates, id, "MachineTemplate")
 	if err != nil {
 		return templateRecord{}, referenced(err)
 	}
@@ -266,7 +267,7 @@ func (s *Service) templateFor(tx *store.Tx, urls api.URLs, in *cimi.MachineTempl
 func (s *Service) newMachine(tx *store.Tx, id string, body cimi.MachineCreate, t templateRecord) (machineRecord, error) {
 	spec := t.Config
 	if t.ConfigID != "" {
-		c, err := getRecord[configRecord](tx, kindConfigs, t.ConfigID, "MachineConfiguration")
+		c, err := records.Get[configRecord](tx, kindConfigs, t.ConfigID, "MachineConfiguration")
 		if err != nil {
 			return machineRecord{}, referenced(err)
 		}
@@ -278,7 +279,7 @@ func (s *Service) newMachine(tx *store.Tx, id string, body cimi.MachineCreate, t
 	if err := s.validateConfig(spec); err != nil {
 		return machineRecord{}, err
 	}
-	im, err := getRecord[imageRecord](tx, kindImages, t.ImageID, "MachineImage")
+	im, err := records.Get[imageRecord](tx, kindImages, t.ImageID, "MachineImage")
 	if err != nil {
 		return machineRecord{}, referenced(err)
 	}
@@ -332,7 +333,7 @@ func (s *Service) actionHandler(a machineAction) api.HandlerFunc {
 			return s.escalateStop(rec, id, p.Force)
 		}
 		j, err := s.submit(rec, p, func(tx *store.Tx) error {
-			m, err := getRecord[machineRecord](tx, kindMachines, id, "Machine")
+			m, err := records.Get[machineRecord](tx, kindMachines, id, "Machine")
 			if err != nil {
 				return err
 			}
@@ -345,7 +346,7 @@ func (s *Service) actionHandler(a machineAction) api.HandlerFunc {
 				m.Restarting = a.name == "restart"
 			}
 			m.StatusMessage = ""
-			return putRecord(tx, kindMachines, id, m)
+			return records.Put(tx, kindMachines, id, m)
 		})
 		if err != nil {
 			return api.Reply{}, err
@@ -377,7 +378,7 @@ func (s *Service) escalateStop(rec job.Record, id string, force bool) (api.Reply
 	rec.Kind, rec.Locks = "edit", nil
 	rec.StatusMessage = "the running graceful stop powers the Machine off now"
 	j, err := s.jobs.Done(rec, func(tx *store.Tx) error {
-		m, err := getRecord[machineRecord](tx, kindMachines, id, "Machine")
+		m, err := records.Get[machineRecord](tx, kindMachines, id, "Machine")
 		if err != nil {
 			return err
 		}
@@ -391,7 +392,7 @@ func (s *Service) escalateStop(rec job.Record, id string, force bool) (api.Reply
 			return errdefs.Conflictf("Machine %s is already stopping; send force=true to power it off now", id)
 		}
 		m.StopDeadline, m.ForceOnTimeout = s.now(), true
-		return putRecord(tx, kindMachines, id, m)
+		return records.Put(tx, kindMachines, id, m)
 	})
 	if err != nil {
 		return api.Reply{}, err
@@ -405,7 +406,7 @@ func (s *Service) deleteMachine(rq *api.Request) (api.Reply, error) {
 	j, err := s.submit(job.Record{Kind: "machine.delete", Action: cimi.RelDelete, Name: "delete Machine", Target: path, Locks: []string{path}},
 		machineParams{MachineID: id},
 		func(tx *store.Tx) error {
-			m, err := getRecord[machineRecord](tx, kindMachines, id, "Machine")
+			m, err := records.Get[machineRecord](tx, kindMachines, id, "Machine")
 			if err != nil {
 				return err
 			}
@@ -413,7 +414,7 @@ func (s *Service) deleteMachine(rq *api.Request) (api.Reply, error) {
 				return errdefs.Conflictf("Machine %s is already being deleted", id)
 			}
 			m.State = cimi.StateDeleting
-			return putRecord(tx, kindMachines, id, m)
+			return records.Put(tx, kindMachines, id, m)
 		})
 	if err != nil {
 		return api.Reply{}, err

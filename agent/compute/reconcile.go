@@ -1,6 +1,7 @@
 package compute
 
 import (
+	"cimid/agent/records"
 	"context"
 	"encoding/json"
 	"errors"
@@ -64,7 +65,7 @@ func (s *Service) setStateFrom(id, state, message, origin string) error {
 	var before machineRecord
 	changed := false
 	err := s.db.Update(func(tx *store.Tx) error {
-		m, err := getRecord[machineRecord](tx, kindMachines, id, "Machine")
+		m, err := records.Get[machineRecord](tx, kindMachines, id, "Machine")
 		if err != nil {
 			return err
 		}
@@ -77,7 +78,7 @@ func (s *Service) setStateFrom(id, state, message, origin string) error {
 		if message != "" {
 			m.StatusMessage = message
 		}
-		return putRecord(tx, kindMachines, id, m)
+		return records.Put(tx, kindMachines, id, m)
 	})
 	if err == nil && changed && s.cfg.Events != nil {
 		severity, detail := events.SeverityLow, message
@@ -176,7 +177,7 @@ func (s *Service) resyncAll(ctx context.Context) {
 	}
 	var machines []machineRecord
 	err = s.db.View(func(tx *store.Tx) (err error) {
-		machines, err = listRecords[machineRecord](tx, kindMachines)
+		machines, err = records.List[machineRecord](tx, kindMachines)
 		return err
 	})
 	if err != nil {
@@ -206,7 +207,7 @@ func (s *Service) Reconcile(ctx context.Context) error {
 	}
 	var machines []machineRecord
 	err = s.db.View(func(tx *store.Tx) (err error) {
-		machines, err = listRecords[machineRecord](tx, kindMachines)
+		machines, err = records.List[machineRecord](tx, kindMachines)
 		return err
 	})
 	if err != nil {

@@ -6,14 +6,9 @@
 package compute
 
 import (
-	"encoding/json"
-	"errors"
-	"fmt"
 	"time"
 
-	"cimid/agent/errdefs"
 	"cimid/agent/network"
-	"cimid/store"
 )
 
 // Store kinds (buckets) owned by this package.
@@ -123,43 +118,4 @@ type machineRecord struct {
 
 	// Attached volumes and the latest snapshot (volumes.go).
 	machineStorage
-}
-
-func getRecord[T any](tx *store.Tx, kind, id, what string) (T, error) {
-	var rec T
-	b, err := tx.Get(kind, id)
-	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return rec, errdefs.NotFoundf("%s %s does not exist", what, id)
-		}
-		return rec, err
-	}
-	if err := json.Unmarshal(b, &rec); err != nil {
-		return rec, fmt.Errorf("decode %s %s: %w", what, id, err)
-	}
-	return rec, nil
-}
-
-func putRecord(tx *store.Tx, kind, id string, rec any) error {
-	b, err := json.Marshal(rec)
-	if err != nil {
-		return fmt.Errorf("encode %s/%s: %w", kind, id, err)
-	}
-	return tx.Put(kind, id, b)
-}
-
-func listRecords[T any](tx *store.Tx, kind string) ([]T, error) {
-	recs, err := tx.List(kind)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]T, 0, len(recs))
-	for _, r := range recs {
-		var v T
-		if err := json.Unmarshal(r.Value, &v); err != nil {
-			return nil, fmt.Errorf("decode %s/%s: %w", kind, r.ID, err)
-		}
-		out = append(out, v)
-	}
-	return out, nil
 }

@@ -1,6 +1,7 @@
 package compute
 
 import (
+	"cimid/agent/records"
 	"context"
 	"errors"
 	"fmt"
@@ -117,7 +118,7 @@ func addOriginDoc(urls api.URLs, im imageRecord, d *cimi.MachineImage) {
 
 // snapshotsOf lists the SNAPSHOT images of a Machine, oldest first.
 func snapshotsOf(tx *store.Tx, machineID string) ([]imageRecord, error) {
-	images, err := listRecords[imageRecord](tx, kindImages)
+	images, err := records.List[imageRecord](tx, kindImages)
 	if err != nil {
 		return nil, err
 	}
@@ -135,7 +136,7 @@ func (s *Service) machineSnapshots(id string) (machineRecord, []imageRecord, err
 	var m machineRecord
 	var snaps []imageRecord
 	err := s.db.View(func(tx *store.Tx) (err error) {
-		if m, err = getRecord[machineRecord](tx, kindMachines, id, "Machine"); err != nil {
+		if m, err = records.Get[machineRecord](tx, kindMachines, id, "Machine"); err != nil {
 			return err
 		}
 		snaps, err = snapshotsOf(tx, id)
@@ -240,7 +241,7 @@ func (s *Service) imageOfMachine(rq *api.Request, typ string) (api.Reply, error)
 
 func (s *Service) prepareCapture(id string, im *imageRecord) func(tx *store.Tx) error {
 	return func(tx *store.Tx) error {
-		m, err := getRecord[machineRecord](tx, kindMachines, id, "Machine")
+		m, err := records.Get[machineRecord](tx, kindMachines, id, "Machine")
 		if err != nil {
 			return err
 		}
@@ -248,16 +249,16 @@ func (s *Service) prepareCapture(id string, im *imageRecord) func(tx *store.Tx) 
 			return errdefs.Conflictf("cannot capture Machine %s while it is %s: capture copies the disk of a STOPPED Machine, so that the image is consistent; stop it first", id, m.State)
 		}
 		m.State = cimi.StateCapturing
-		if err := putRecord(tx, kindMachines, id, m); err != nil {
+		if err := records.Put(tx, kindMachines, id, m); err != nil {
 			return err
 		}
-		return putRecord(tx, kindImages, im.ID, *im)
+		return records.Put(tx, kindImages, im.ID, *im)
 	}
 }
 
 func (s *Service) prepareSnapshot(id string, seen []machineVolume, im *imageRecord) func(tx *store.Tx) error {
 	return func(tx *store.Tx) error {
-		m, err := getRecord[machineRecord](tx, kindMachines, id, "Machine")
+		m, err := records.Get[machineRecord](tx, kindMachines, id, "Machine")
 		if err != nil {
 			return err
 		}
@@ -283,10 +284,10 @@ func (s *Service) prepareSnapshot(id string, seen []machineVolume, im *imageReco
 			}
 		}
 		m.State = cimi.StateCapturing
-		if err := putRecord(tx, kindMachines, id, m); err != nil {
+		if err := records.Put(tx, kindMachines, id, m); err != nil {
 			return err
 		}
-		return putRecord(tx, kindImages, im.ID, *im)
+		return records.Put(tx, kindImages, im.ID, *im)
 	}
 }
 
@@ -361,14 +362,14 @@ func (s *Service) runCapture(ctx context.Context, x *job.Exec) error {
 		x.Log().Warn("refresh pool", "err", err)
 	}
 	err = s.db.Update(func(tx *store.Tx) error {
-		cur, err := getRecord[imageRecord](tx, kindImages, im.ID, "MachineImage")
+		cur, err := records.Get[imageRecord](tx, kindImages, im.ID, "MachineImage")
 		if err != nil {
 			return err
 		}
 		cur.State, cur.Path, cur.Format, cur.SourceFormat = imageAvailable, dst, qemuimg.FormatQCOW2, disk.Format
 		cur.Source = (&url.URL{Scheme: "file", Path: dst}).String()
 		cur.VirtualSizeKiB = info.VirtualSize / 1024
-		return putRecord(tx, kindImages, im.ID, cur)
+		return records.Put(tx, kindImages, im.ID, cur)
 	})
 	if err != nil {
 		return err
@@ -473,20 +474,20 @@ func (s *Service) runSnapshot(ctx context.Context, x *job.Exec) error {
 		info = hypervisor.SnapshotInfo{Name: im.SnapshotName, Running: st.State == hypervisor.StateRunning}
 	}
 	err = s.db.Update(func(tx *store.Tx) error {
-		cur, err := getRecord[imageRecord](tx, kindImages, im.ID, "MachineImage")
+		cur, err := records.Get[imageRecord](tx, kindImages, im.ID, "MachineImage")
 		if err != nil {
 			return err
 		}
 		cur.State, cur.Running, cur.SnapshotNICs = imageAvailable, info.Running, nics
-		if err := putRecord(tx, kindImages, im.ID, cur); err != nil {
+		if err := records.Put(tx, kindImages, im.ID, cur); err != nil {
 			return err
 		}
-		mach, err := getRecord[machineRecord](tx, kindMachines, m.ID, "Machine")
+		mach, err := records.Get[machineRecord](tx, kindMachines, m.ID, "Machine")
 		if err != nil {
 			return err
 		}
 		mach.LatestSnapshot = im.ID
-		return putRecord(tx, kindMachines, m.ID, mach)
+		return records.Put(tx, kindMachines, m.ID, mach)
 	})
 	if err != nil {
 		return err
@@ -517,7 +518,7 @@ func (s *Service) forgetSnapshot(tx *store.Tx, im imageRecord) error {
 		}
 		if other.RelatedImageID == im.ID {
 			other.RelatedImageID = im.RelatedImageID
-			if err := putRecord(tx, kindImages, other.ID, other); err != nil {
+			if err := records.Put(tx, kindImages, other.ID, other); err != nil {
 				return err
 			}
 		}
@@ -525,7 +526,7 @@ func (s *Service) forgetSnapshot(tx *store.Tx, im imageRecord) error {
 			newest = other.ID
 		}
 	}
-	m, err := getRecord[machineRecord](tx, kindMachines, im.MachineID, "Machine")
+	m, err := records.Get[machineRecord](tx, kindMachines, im.MachineID, "Machine")
 	if err != nil && !errdefs.Is(err, errdefs.NotFound) {
 		return err
 	}
@@ -534,7 +535,7 @@ func (s *Service) forgetSnapshot(tx *store.Tx, im imageRecord) error {
 		if m.LatestSnapshot == "" {
 			m.LatestSnapshot = newest
 		}
-		if err := putRecord(tx, kindMachines, m.ID, m); err != nil {
+		if err := records.Put(tx, kindMachines, m.ID, m); err != nil {
 			return err
 		}
 	}
@@ -581,7 +582,7 @@ func (s *Service) restoreMachine(rq *api.Request) (api.Reply, error) {
 		Target: machinePath(id), Affected: []string{machinePath(id), imagePath(imageID)}, Locks: locks},
 		snapshotParams{MachineID: id, ImageID: imageID},
 		func(tx *store.Tx) error {
-			m, err := getRecord[machineRecord](tx, kindMachines, id, "Machine")
+			m, err := records.Get[machineRecord](tx, kindMachines, id, "Machine")
 			if err != nil {
 				return err
 			}
@@ -591,7 +592,7 @@ func (s *Service) restoreMachine(rq *api.Request) (api.Reply, error) {
 			if !sameAttachments(m.Volumes, cur.Volumes) {
 				return errdefs.Conflictf("the volumes of Machine %s changed while the request was made; send it again", id)
 			}
-			im, err := getRecord[imageRecord](tx, kindImages, imageID, "MachineImage")
+			im, err := records.Get[imageRecord](tx, kindImages, imageID, "MachineImage")
 			if err != nil {
 				return referenced(err)
 			}
@@ -608,7 +609,7 @@ func (s *Service) restoreMachine(rq *api.Request) (api.Reply, error) {
 			}
 			m.State = cimi.StateRestoring
 			m.StatusMessage = ""
-			return putRecord(tx, kindMachines, id, m)
+			return records.Put(tx, kindMachines, id, m)
 		})
 	if err != nil {
 		return api.Reply{}, err
@@ -674,12 +675,12 @@ func (s *Service) runRestore(ctx context.Context, x *job.Exec) error {
 		s.setDesired(ctx, m, state)
 	}
 	err = s.db.Update(func(tx *store.Tx) error {
-		cur, err := getRecord[machineRecord](tx, kindMachines, m.ID, "Machine")
+		cur, err := records.Get[machineRecord](tx, kindMachines, m.ID, "Machine")
 		if err != nil {
 			return err
 		}
 		cur.LatestSnapshot = im.ID
-		return putRecord(tx, kindMachines, m.ID, cur)
+		return records.Put(tx, kindMachines, m.ID, cur)
 	})
 	if err != nil {
 		return err
@@ -705,7 +706,7 @@ func (s *Service) deleteSnapshotImage(id string) (reply api.Reply, ok bool, err 
 		Affected: []string{path, machinePath(cur.MachineID)}, Locks: []string{path, machinePath(cur.MachineID)}},
 		snapshotParams{MachineID: cur.MachineID, ImageID: id},
 		func(tx *store.Tx) error {
-			im, err := getRecord[imageRecord](tx, kindImages, id, "MachineImage")
+			im, err := records.Get[imageRecord](tx, kindImages, id, "MachineImage")
 			if err != nil {
 				return err
 			}
@@ -717,7 +718,7 @@ func (s *Service) deleteSnapshotImage(id string) (reply api.Reply, ok bool, err 
 				return errdefs.Conflictf("snapshot %s is %s; it can be deleted once it is AVAILABLE", id, im.State)
 			}
 			im.State = imageDeleting
-			return putRecord(tx, kindImages, id, im)
+			return records.Put(tx, kindImages, id, im)
 		})
 	if err != nil {
 		return api.Reply{}, true, err
@@ -784,11 +785,11 @@ func (s *Service) deleteSnapshotsOf(ctx context.Context, m machineRecord) error 
 // PoolFiles implements storage.Machines: the name prefixes of the pool
 // files of every MachineImage and Machine.
 func (s *Service) PoolFiles(tx *store.Tx) ([]string, error) {
-	images, err := listRecords[imageRecord](tx, kindImages)
+	images, err := records.List[imageRecord](tx, kindImages)
 	if err != nil {
 		return nil, err
 	}
-	machines, err := listRecords[machineRecord](tx, kindMachines)
+	machines, err := records.List[machineRecord](tx, kindMachines)
 	if err != nil {
 		return nil, err
 	}
@@ -804,7 +805,7 @@ func (s *Service) PoolFiles(tx *store.Tx) ([]string, error) {
 
 // MachineState implements storage.Machines.
 func (s *Service) MachineState(tx *store.Tx, id string) (string, error) {
-	m, err := getRecord[machineRecord](tx, kindMachines, id, "Machine")
+	m, err := records.Get[machineRecord](tx, kindMachines, id, "Machine")
 	return m.State, err
 }
 

@@ -1,6 +1,7 @@
 package compute
 
 import (
+	"cimid/agent/records"
 	"net/http"
 	"strings"
 
@@ -52,7 +53,7 @@ func (s *Service) templateDoc(urls api.URLs, t templateRecord) *cimi.MachineTemp
 func (s *Service) listTemplates(rq *api.Request) (api.Reply, error) {
 	var recs []templateRecord
 	err := s.db.View(func(tx *store.Tx) (err error) {
-		recs, err = listRecords[templateRecord](tx, kindTemplates)
+		recs, err = records.List[templateRecord](tx, kindTemplates)
 		return err
 	})
 	if err != nil {
@@ -68,7 +69,7 @@ func (s *Service) listTemplates(rq *api.Request) (api.Reply, error) {
 func (s *Service) getTemplate(rq *api.Request) (api.Reply, error) {
 	var t templateRecord
 	err := s.db.View(func(tx *store.Tx) (err error) {
-		t, err = getRecord[templateRecord](tx, kindTemplates, rq.Vars["id"], "MachineTemplate")
+		t, err = records.Get[templateRecord](tx, kindTemplates, rq.Vars["id"], "MachineTemplate")
 		return err
 	})
 	if err != nil {
@@ -145,7 +146,7 @@ func (s *Service) createTemplate(rq *api.Request) (api.Reply, error) {
 			}
 			t.meta = newMeta(id, body.Name, body.Description, body.Properties, s.now())
 			rec = t
-			return putRecord(tx, kindTemplates, id, t)
+			return records.Put(tx, kindTemplates, id, t)
 		})
 	if err != nil {
 		return api.Reply{}, err
@@ -160,14 +161,14 @@ func (s *Service) updateTemplate(rq *api.Request) (api.Reply, error) {
 	}
 	id := rq.Vars["id"]
 	return s.syncUpdate(rq, kindTemplates+"/"+id, func(tx *store.Tx) error {
-		t, err := getRecord[templateRecord](tx, kindTemplates, id, "MachineTemplate")
+		t, err := records.Get[templateRecord](tx, kindTemplates, id, "MachineTemplate")
 		if err != nil {
 			return err
 		}
 		if err := applyUpdate(&t.meta, body.Common, selectedAttrs(rq), s.now()); err != nil {
 			return err
 		}
-		return putRecord(tx, kindTemplates, id, t)
+		return records.Put(tx, kindTemplates, id, t)
 	})
 }
 
@@ -175,7 +176,7 @@ func (s *Service) deleteTemplate(rq *api.Request) (api.Reply, error) {
 	id := rq.Vars["id"]
 	path := kindTemplates + "/" + id
 	j, err := s.jobs.Done(job.Record{Kind: "delete", Action: cimi.RelDelete, Name: "delete MachineTemplate", Target: path}, func(tx *store.Tx) error {
-		if _, err := getRecord[templateRecord](tx, kindTemplates, id, "MachineTemplate"); err != nil {
+		if _, err := records.Get[templateRecord](tx, kindTemplates, id, "MachineTemplate"); err != nil {
 			return err
 		}
 		return tx.Delete(kindTemplates, id)

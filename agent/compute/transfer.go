@@ -1,6 +1,7 @@
 package compute
 
 import (
+	"cimid/agent/records"
 	"context"
 	"errors"
 	"fmt"
@@ -119,7 +120,7 @@ func (s *Service) AddImported(tx *store.Tx, m ImportedMachine) error {
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
-	return putRecord(tx, kindMachines, m.ID, s.importedRecord(m))
+	return records.Put(tx, kindMachines, m.ID, s.importedRecord(m))
 }
 
 // RemoveImported undoes an import of Machine id at any point: with a
@@ -186,7 +187,7 @@ type MachineDescription struct {
 
 // DescribeMachine reads, in tx, what an export of Machine id needs.
 func (s *Service) DescribeMachine(tx *store.Tx, id string) (MachineDescription, error) {
-	m, err := getRecord[machineRecord](tx, kindMachines, id, "Machine")
+	m, err := records.Get[machineRecord](tx, kindMachines, id, "Machine")
 	if err != nil {
 		return MachineDescription{}, err
 	}
@@ -238,7 +239,7 @@ func (s *Service) SubmitAction(id, name string, act cimi.Action) (job.Record, er
 	path := machinePath(id)
 	rec := job.Record{Kind: a.kind, Action: cimi.ActionURI(a.name), Name: a.name + " Machine", Target: path, Locks: []string{path}}
 	return s.submit(rec, machineParams{MachineID: id, Force: act.Force != nil && *act.Force}, func(tx *store.Tx) error {
-		m, err := getRecord[machineRecord](tx, kindMachines, id, "Machine")
+		m, err := records.Get[machineRecord](tx, kindMachines, id, "Machine")
 		if err != nil {
 			return err
 		}
@@ -251,7 +252,7 @@ func (s *Service) SubmitAction(id, name string, act cimi.Action) (job.Record, er
 			m.Restarting = a.name == "restart"
 		}
 		m.StatusMessage = ""
-		return putRecord(tx, kindMachines, id, m)
+		return records.Put(tx, kindMachines, id, m)
 	})
 }
 
@@ -262,7 +263,7 @@ func (s *Service) SubmitDelete(id string) (job.Record, error) {
 	return s.submit(job.Record{Kind: "machine.delete", Action: cimi.RelDelete, Name: "delete Machine", Target: path, Locks: []string{path}},
 		machineParams{MachineID: id},
 		func(tx *store.Tx) error {
-			m, err := getRecord[machineRecord](tx, kindMachines, id, "Machine")
+			m, err := records.Get[machineRecord](tx, kindMachines, id, "Machine")
 			if err != nil {
 				return err
 			}
@@ -270,6 +271,6 @@ func (s *Service) SubmitDelete(id string) (job.Record, error) {
 				return errdefs.Conflictf("Machine %s is already being deleted", id)
 			}
 			m.State = cimi.StateDeleting
-			return putRecord(tx, kindMachines, id, m)
+			return records.Put(tx, kindMachines, id, m)
 		})
 }

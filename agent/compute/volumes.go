@@ -1,6 +1,7 @@
 package compute
 
 import (
+	"cimid/agent/records"
 	"context"
 	"errors"
 	"fmt"
@@ -191,7 +192,7 @@ func (s *Service) attachVolume(rq *api.Request) (api.Reply, error) {
 		Locks: []string{machinePath(id), volumePath(volumeID)}},
 		attachParams{MachineID: id, AttachmentID: mv.ID},
 		func(tx *store.Tx) (err error) {
-			if m, err = getRecord[machineRecord](tx, kindMachines, id, "Machine"); err != nil {
+			if m, err = records.Get[machineRecord](tx, kindMachines, id, "Machine"); err != nil {
 				return err
 			}
 			if !slices.Contains(attachStates, m.State) {
@@ -212,7 +213,7 @@ func (s *Service) attachVolume(rq *api.Request) (api.Reply, error) {
 			}
 			mv.Target, mv.Path, mv.Format = target, info.Path, info.DiskFormat
 			m.Volumes = append(m.Volumes, mv)
-			return putRecord(tx, kindMachines, id, m)
+			return records.Put(tx, kindMachines, id, m)
 		})
 	if err != nil {
 		return api.Reply{}, err
@@ -247,7 +248,7 @@ func (s *Service) detachVolume(rq *api.Request) (api.Reply, error) {
 		Locks: locks},
 		attachParams{MachineID: id, AttachmentID: attachmentID},
 		func(tx *store.Tx) error {
-			m, err := getRecord[machineRecord](tx, kindMachines, id, "Machine")
+			m, err := records.Get[machineRecord](tx, kindMachines, id, "Machine")
 			if err != nil {
 				return err
 			}
@@ -273,7 +274,7 @@ func (s *Service) detachVolume(rq *api.Request) (api.Reply, error) {
 				}
 			}
 			mv.State = attachDetaching
-			return putRecord(tx, kindMachines, id, m)
+			return records.Put(tx, kindMachines, id, m)
 		})
 	if err != nil {
 		return api.Reply{}, err
@@ -380,14 +381,14 @@ func (s *Service) dropAttachment(ctx context.Context, m machineRecord, mv machin
 // together.
 func (s *Service) forgetAttachment(machineID string, mv machineVolume) error {
 	return s.db.Update(func(tx *store.Tx) error {
-		m, err := getRecord[machineRecord](tx, kindMachines, machineID, "Machine")
+		m, err := records.Get[machineRecord](tx, kindMachines, machineID, "Machine")
 		if err != nil && !errdefs.Is(err, errdefs.NotFound) {
 			return err
 		}
 		if err == nil {
 			if i, _ := m.attachment(mv.ID); i >= 0 {
 				m.Volumes = slices.Delete(m.Volumes, i, i+1)
-				if err := putRecord(tx, kindMachines, machineID, m); err != nil {
+				if err := records.Put(tx, kindMachines, machineID, m); err != nil {
 					return err
 				}
 			}
@@ -401,7 +402,7 @@ func (s *Service) forgetAttachment(machineID string, mv machineVolume) error {
 
 func (s *Service) setAttachmentState(machineID, id, state string) error {
 	return s.db.Update(func(tx *store.Tx) error {
-		m, err := getRecord[machineRecord](tx, kindMachines, machineID, "Machine")
+		m, err := records.Get[machineRecord](tx, kindMachines, machineID, "Machine")
 		if err != nil {
 			return err
 		}
@@ -410,7 +411,7 @@ func (s *Service) setAttachmentState(machineID, id, state string) error {
 			return fmt.Errorf("attachment %s of Machine %s is no longer recorded", id, machineID)
 		}
 		mv.State = state
-		return putRecord(tx, kindMachines, machineID, m)
+		return records.Put(tx, kindMachines, machineID, m)
 	})
 }
 

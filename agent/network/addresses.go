@@ -1,6 +1,7 @@
 package network
 
 import (
+	"cimid/agent/records"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -42,14 +43,14 @@ type addressView struct {
 
 func (s *Service) loadAddressView(tx *store.Tx) (addressView, error) {
 	v := addressView{nets: map[string]networkRecord{}, ports: map[string]portRecord{}}
-	nets, err := listRecords[networkRecord](tx, kindNetworks)
+	nets, err := records.List[networkRecord](tx, kindNetworks)
 	if err != nil {
 		return v, err
 	}
 	for _, n := range nets {
 		v.nets[n.ID] = n
 	}
-	ports, err := listRecords[portRecord](tx, kindPorts)
+	ports, err := records.List[portRecord](tx, kindPorts)
 	if err != nil {
 		return v, err
 	}
@@ -107,7 +108,7 @@ func (s *Service) listAddresses(rq *api.Request) (api.Reply, error) {
 		if err != nil {
 			return err
 		}
-		addrs, err := listRecords[addressRecord](tx, kindAddresses)
+		addrs, err := records.List[addressRecord](tx, kindAddresses)
 		if err != nil {
 			return err
 		}
@@ -125,7 +126,7 @@ func (s *Service) listAddresses(rq *api.Request) (api.Reply, error) {
 func (s *Service) getAddress(rq *api.Request) (api.Reply, error) {
 	var d *cimi.Address
 	err := s.db.View(func(tx *store.Tx) error {
-		a, err := getRecord[addressRecord](tx, kindAddresses, rq.Vars["id"], "Address")
+		a, err := records.Get[addressRecord](tx, kindAddresses, rq.Vars["id"], "Address")
 		if err != nil {
 			return err
 		}
@@ -165,7 +166,7 @@ func (s *Service) staticAddress(tx *store.Tx, urls api.URLs, in *cimi.AddressTem
 	if err != nil {
 		return a, err
 	}
-	n, err := getRecord[networkRecord](tx, kindNetworks, netID, "Network")
+	n, err := records.Get[networkRecord](tx, kindNetworks, netID, "Network")
 	if err != nil {
 		return a, referenced(err)
 	}
@@ -195,7 +196,7 @@ func (s *Service) staticAddress(tx *store.Tx, urls api.URLs, in *cimi.AddressTem
 			return a, err
 		}
 	}
-	addrs, err := listRecords[addressRecord](tx, kindAddresses)
+	addrs, err := records.List[addressRecord](tx, kindAddresses)
 	if err != nil {
 		return a, err
 	}
@@ -222,7 +223,7 @@ func (s *Service) addressTemplateInput(tx *store.Tx, urls api.URLs, in *cimi.Add
 	if err != nil {
 		return nil, err
 	}
-	t, err := getRecord[addressTemplateRecord](tx, kindAddressTemplates, id, "AddressTemplate")
+	t, err := records.Get[addressTemplateRecord](tx, kindAddressTemplates, id, "AddressTemplate")
 	if err != nil {
 		return nil, referenced(err)
 	}
@@ -259,8 +260,8 @@ func (s *Service) createAddress(rq *api.Request) (api.Reply, error) {
 			}
 			a.meta = newMeta(id, body.Name, body.Description, body.Properties, s.now())
 			rec = a
-			n, _ = getRecord[networkRecord](tx, kindNetworks, a.NetworkID, "Network")
-			return putRecord(tx, kindAddresses, id, a)
+			n, _ = records.Get[networkRecord](tx, kindNetworks, a.NetworkID, "Network")
+			return records.Put(tx, kindAddresses, id, a)
 		})
 	if err != nil {
 		return api.Reply{}, err
@@ -334,14 +335,14 @@ func (s *Service) deleteAddress(rq *api.Request) (api.Reply, error) {
 	j, err := s.jobs.Submit(job.Record{Kind: "address.delete", Action: cimi.RelDelete, Name: "delete Address",
 		Target: path, Locks: []string{path}, Params: params},
 		func(tx *store.Tx) error {
-			a, err := getRecord[addressRecord](tx, kindAddresses, id, "Address")
+			a, err := records.Get[addressRecord](tx, kindAddresses, id, "Address")
 			if err != nil {
 				return err
 			}
 			if a.Allocation != cimi.AllocationStatic {
 				return errdefs.Conflictf("Address %s comes from a DHCP lease: it goes when the lease ends or its interface is removed", id)
 			}
-			ports, err := listRecords[portRecord](tx, kindPorts)
+			ports, err := records.List[portRecord](tx, kindPorts)
 			if err != nil {
 				return err
 			}
@@ -391,16 +392,16 @@ func (s *Service) syncLeases(ctx context.Context) {
 	var addrs []addressRecord
 	var released []releasedRecord
 	err := s.db.View(func(tx *store.Tx) (err error) {
-		if nets, err = listRecords[networkRecord](tx, kindNetworks); err != nil {
+		if nets, err = records.List[networkRecord](tx, kindNetworks); err != nil {
 			return err
 		}
-		if ports, err = listRecords[portRecord](tx, kindPorts); err != nil {
+		if ports, err = records.List[portRecord](tx, kindPorts); err != nil {
 			return err
 		}
-		if released, err = listRecords[releasedRecord](tx, kindReleased); err != nil {
+		if released, err = records.List[releasedRecord](tx, kindReleased); err != nil {
 			return err
 		}
-		addrs, err = listRecords[addressRecord](tx, kindAddresses)
+		addrs, err = records.List[addressRecord](tx, kindAddresses)
 		return err
 	})
 	if err != nil {
@@ -496,7 +497,7 @@ func (s *Service) syncLeases(ctx context.Context) {
 			}
 		}
 		for _, a := range put {
-			if err := putRecord(tx, kindAddresses, a.ID, a); err != nil {
+			if err := records.Put(tx, kindAddresses, a.ID, a); err != nil {
 				return err
 			}
 		}
@@ -577,6 +578,6 @@ func (s *Service) createAddressTemplate(rq *api.Request) (api.Reply, error) {
 		}
 		rec = addressTemplateRecord{meta: newMeta(id, body.Name, body.Description, body.Properties, s.now()),
 			IP: a.IP, Hostname: a.Hostname, NetworkID: a.NetworkID, MAC: a.MAC}
-		return putRecord(tx, kindAddressTemplates, id, rec)
+		return records.Put(tx, kindAddressTemplates, id, rec)
 	}, func() any { return s.addressTemplateDoc(rq.URLs, rec) })
 }

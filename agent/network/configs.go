@@ -1,6 +1,7 @@
 package network
 
 import (
+	"cimid/agent/records"
 	"strings"
 
 	"cimid/agent/api"
@@ -88,7 +89,7 @@ func (s *Service) configKind() simple[configRecord] {
 		metaOf: func(c *configRecord) *meta { return &c.meta },
 		decode: decodeDoc[cimi.NetworkConfiguration]("NetworkConfiguration"),
 		inUse: func(tx *store.Tx, c configRecord) error {
-			templates, err := listRecords[templateRecord](tx, kindTemplates)
+			templates, err := records.List[templateRecord](tx, kindTemplates)
 			if err != nil {
 				return err
 			}
@@ -125,7 +126,7 @@ func (s *Service) createConfig(rq *api.Request) (api.Reply, error) {
 	}
 	rec := configRecord{meta: newMeta(job.NewID(), body.Name, body.Description, body.Properties, s.now()), netSpec: spec}
 	return s.created(rq, kindConfigs, "NetworkConfiguration", rec.ID,
-		func(tx *store.Tx) error { return putRecord(tx, kindConfigs, rec.ID, rec) },
+		func(tx *store.Tx) error { return records.Put(tx, kindConfigs, rec.ID, rec) },
 		func() any { return s.configDoc(rq.URLs, rec) })
 }
 
@@ -139,7 +140,7 @@ func (s *Service) lookupConfig(tx *store.Tx, urls api.URLs, in *cimi.NetworkConf
 		if err != nil {
 			return netSpec{}, "", err
 		}
-		c, err := getRecord[configRecord](tx, kindConfigs, id, "NetworkConfiguration")
+		c, err := records.Get[configRecord](tx, kindConfigs, id, "NetworkConfiguration")
 		if err != nil {
 			return netSpec{}, "", referenced(err)
 		}
@@ -200,7 +201,7 @@ func (s *Service) createTemplate(rq *api.Request) (api.Reply, error) {
 		if configID == "" {
 			rec.Config = &spec
 		}
-		return putRecord(tx, kindTemplates, id, rec)
+		return records.Put(tx, kindTemplates, id, rec)
 	}, func() any { return s.templateDoc(rq.URLs, rec) })
 }
 
@@ -219,7 +220,7 @@ func (s *Service) templateSpec(tx *store.Tx, urls api.URLs, in *cimi.NetworkTemp
 	if err != nil {
 		return netSpec{}, err
 	}
-	t, err := getRecord[templateRecord](tx, kindTemplates, id, "NetworkTemplate")
+	t, err := records.Get[templateRecord](tx, kindTemplates, id, "NetworkTemplate")
 	if err != nil {
 		return netSpec{}, referenced(err)
 	}
@@ -228,7 +229,7 @@ func (s *Service) templateSpec(tx *store.Tx, urls api.URLs, in *cimi.NetworkTemp
 		return spec, err
 	}
 	if t.ConfigID != "" {
-		c, err := getRecord[configRecord](tx, kindConfigs, t.ConfigID, "NetworkConfiguration")
+		c, err := records.Get[configRecord](tx, kindConfigs, t.ConfigID, "NetworkConfiguration")
 		if err != nil {
 			return netSpec{}, referenced(err)
 		}

@@ -1,6 +1,7 @@
 package network
 
 import (
+	"cimid/agent/records"
 	"strings"
 
 	"cimid/agent/api"
@@ -87,7 +88,7 @@ func (s *Service) createCredentialTemplate(rq *api.Request) (api.Reply, error) {
 	}
 	rec := credentialTemplateRecord{meta: newMeta(job.NewID(), body.Name, body.Description, body.Properties, s.now()), credSpec: spec}
 	return s.created(rq, kindCredentialTemplates, "CredentialTemplate", rec.ID,
-		func(tx *store.Tx) error { return putRecord(tx, kindCredentialTemplates, rec.ID, rec) },
+		func(tx *store.Tx) error { return records.Put(tx, kindCredentialTemplates, rec.ID, rec) },
 		func() any { return s.credentialTemplateDoc(rq.URLs, rec) })
 }
 
@@ -107,7 +108,7 @@ func (s *Service) createCredential(rq *api.Request) (api.Reply, error) {
 			return err
 		}
 		rec = credentialRecord{meta: newMeta(id, body.Name, body.Description, body.Properties, s.now()), credSpec: spec}
-		return putRecord(tx, kindCredentials, id, rec)
+		return records.Put(tx, kindCredentials, id, rec)
 	}, func() any { return s.credentialDoc(rq.URLs, rec) })
 }
 
@@ -126,7 +127,7 @@ func (s *Service) lookupCredential(tx *store.Tx, urls api.URLs, in *cimi.Credent
 		if err != nil {
 			return credSpec{}, err
 		}
-		c, err := getRecord[credentialRecord](tx, kindCredentials, id, "Credential")
+		c, err := records.Get[credentialRecord](tx, kindCredentials, id, "Credential")
 		if err != nil {
 			return credSpec{}, referenced(err)
 		}
@@ -136,7 +137,7 @@ func (s *Service) lookupCredential(tx *store.Tx, urls api.URLs, in *cimi.Credent
 	if err != nil {
 		return credSpec{}, err
 	}
-	c, err := getRecord[credentialTemplateRecord](tx, kindCredentialTemplates, id, "CredentialTemplate")
+	c, err := records.Get[credentialTemplateRecord](tx, kindCredentialTemplates, id, "CredentialTemplate")
 	if err != nil {
 		return credSpec{}, referenced(err)
 	}

@@ -1,6 +1,7 @@
 package network
 
 import (
+	"cimid/agent/records"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -61,11 +62,11 @@ type InterfaceInfo struct {
 func (s *Service) MachineInterfaces(machineID string) ([]InterfaceInfo, error) {
 	var out []InterfaceInfo
 	err := s.db.View(func(tx *store.Tx) error {
-		ports, err := listRecords[portRecord](tx, kindPorts)
+		ports, err := records.List[portRecord](tx, kindPorts)
 		if err != nil {
 			return err
 		}
-		addrs, err := listRecords[addressRecord](tx, kindAddresses)
+		addrs, err := records.List[addressRecord](tx, kindAddresses)
 		if err != nil {
 			return err
 		}
@@ -77,7 +78,7 @@ func (s *Service) MachineInterfaces(machineID string) ([]InterfaceInfo, error) {
 		}
 		sortPorts(mine)
 		for _, p := range mine {
-			n, err := getRecord[networkRecord](tx, kindNetworks, p.NetworkID, "Network")
+			n, err := records.Get[networkRecord](tx, kindNetworks, p.NetworkID, "Network")
 			if err != nil && !errdefs.Is(err, errdefs.NotFound) {
 				return err
 			}
@@ -132,7 +133,7 @@ func (s *Service) interfaceDoc(urls api.URLs, p portRecord, mtu int) *cimi.Machi
 
 // machineRecord reads what this package knows of a Machine.
 func machineRecord(tx *store.Tx, id string) (machineNetRecord, error) {
-	m, err := getRecord[machineNetRecord](tx, kindMachineNets, id, "Machine")
+	m, err := records.Get[machineNetRecord](tx, kindMachineNets, id, "Machine")
 	if errdefs.Is(err, errdefs.NotFound) {
 		return m, errdefs.NotFoundf("Machine %s does not exist", id)
 	}
@@ -146,7 +147,7 @@ func (s *Service) listInterfaces(rq *api.Request) (api.Reply, error) {
 		if _, err := machineRecord(tx, id); err != nil {
 			return err
 		}
-		ports, err := listRecords[portRecord](tx, kindPorts)
+		ports, err := records.List[portRecord](tx, kindPorts)
 		if err != nil {
 			return err
 		}
@@ -158,7 +159,7 @@ func (s *Service) listInterfaces(rq *api.Request) (api.Reply, error) {
 		}
 		sortPorts(mine)
 		for _, p := range mine {
-			n, _ := getRecord[networkRecord](tx, kindNetworks, p.NetworkID, "Network")
+			n, _ := records.Get[networkRecord](tx, kindNetworks, p.NetworkID, "Network")
 			members = append(members, s.interfaceDoc(rq.URLs, p, n.MTU))
 		}
 		return nil
@@ -174,7 +175,7 @@ func machinePort(tx *store.Tx, machineID, portID string) (portRecord, error) {
 	if _, err := machineRecord(tx, machineID); err != nil {
 		return portRecord{}, err
 	}
-	p, err := getRecord[portRecord](tx, kindPorts, portID, "interface")
+	p, err := records.Get[portRecord](tx, kindPorts, portID, "interface")
 	if err != nil || p.MachineID != machineID {
 		return portRecord{}, errdefs.NotFoundf("Machine %s has no interface %s", machineID, portID)
 	}
@@ -188,7 +189,7 @@ func (s *Service) getInterface(rq *api.Request) (api.Reply, error) {
 		if err != nil {
 			return err
 		}
-		n, _ := getRecord[networkRecord](tx, kindNetworks, p.NetworkID, "Network")
+		n, _ := records.Get[networkRecord](tx, kindNetworks, p.NetworkID, "Network")
 		d = s.interfaceDoc(rq.URLs, p, n.MTU)
 		return nil
 	})
@@ -206,7 +207,7 @@ func (s *Service) listInterfaceAddresses(rq *api.Request) (api.Reply, error) {
 		if err != nil {
 			return err
 		}
-		addrs, err := listRecords[addressRecord](tx, kindAddresses)
+		addrs, err := records.List[addressRecord](tx, kindAddresses)
 		if err != nil {
 			return err
 		}
@@ -259,11 +260,11 @@ func (s *Service) addInterface(rq *api.Request) (api.Reply, error) {
 			if port.Name == "" {
 				port.Name = fmt.Sprintf("nic%d", port.Index)
 			}
-			if err := putRecord(tx, kindPorts, port.ID, port); err != nil {
+			if err := records.Put(tx, kindPorts, port.ID, port); err != nil {
 				return err
 			}
 		}
-		return putRecord(tx, kindMachineNets, machineID, m)
+		return records.Put(tx, kindMachineNets, machineID, m)
 	})
 	if err != nil {
 		return api.Reply{}, err
@@ -311,7 +312,7 @@ func (s *Service) runAddInterface(ctx context.Context, x *job.Exec) error {
 		if m, err = machineRecord(tx, p.MachineID); err != nil {
 			return err
 		}
-		port, err = getRecord[portRecord](tx, kindPorts, p.PortID, "interface")
+		port, err = records.Get[portRecord](tx, kindPorts, p.PortID, "interface")
 		return err
 	})
 	if err != nil {
@@ -386,7 +387,7 @@ func (s *Service) cleanupInterface(ctx context.Context, rec job.Record) error {
 		if m, err = machineRecord(tx, p.MachineID); err != nil {
 			return err
 		}
-		port, err = getRecord[portRecord](tx, kindPorts, p.PortID, "interface")
+		port, err = records.Get[portRecord](tx, kindPorts, p.PortID, "interface")
 		return err
 	})
 	if errdefs.Is(err, errdefs.NotFound) {
@@ -400,12 +401,12 @@ func (s *Service) cleanupInterface(ctx context.Context, rec job.Record) error {
 
 func (s *Service) setPortState(id, state string) error {
 	return s.db.Update(func(tx *store.Tx) error {
-		p, err := getRecord[portRecord](tx, kindPorts, id, "interface")
+		p, err := records.Get[portRecord](tx, kindPorts, id, "interface")
 		if err != nil {
 			return err
 		}
 		p.State, p.Updated = state, s.now()
-		return putRecord(tx, kindPorts, id, p)
+		return records.Put(tx, kindPorts, id, p)
 	})
 }
 
@@ -424,7 +425,7 @@ func (s *Service) removeInterface(rq *api.Request) (api.Reply, error) {
 				return errdefs.Conflictf("interface %s of Machine %s is %s", portID, machineID, p.State)
 			}
 			p.State = cimi.InterfaceDetaching
-			return putRecord(tx, kindPorts, p.ID, p)
+			return records.Put(tx, kindPorts, p.ID, p)
 		})
 	if err != nil {
 		return api.Reply{}, err
@@ -443,7 +444,7 @@ func (s *Service) runRemoveInterface(ctx context.Context, x *job.Exec) error {
 		if m, err = machineRecord(tx, p.MachineID); err != nil {
 			return err
 		}
-		port, err = getRecord[portRecord](tx, kindPorts, p.PortID, "interface")
+		port, err = records.Get[portRecord](tx, kindPorts, p.PortID, "interface")
 		return err
 	})
 	if errdefs.Is(err, errdefs.NotFound) {

@@ -1,6 +1,7 @@
 package network
 
 import (
+	"cimid/agent/records"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -94,7 +95,7 @@ func (s *Service) ResolveTemplate(tx *store.Tx, urls api.URLs, base *TemplateSpe
 			if err != nil {
 				return out, err
 			}
-			if _, err := getRecord[credentialRecord](tx, kindCredentials, id, "Credential"); err != nil {
+			if _, err := records.Get[credentialRecord](tx, kindCredentials, id, "Credential"); err != nil {
 				return out, referenced(err)
 			}
 			out.CredentialID = id
@@ -141,7 +142,7 @@ func (s *Service) interfaceSpec(tx *store.Tx, urls api.URLs, in cimi.MachineNetw
 	if err != nil {
 		return spec, err
 	}
-	n, err := getRecord[networkRecord](tx, kindNetworks, id, "Network")
+	n, err := records.Get[networkRecord](tx, kindNetworks, id, "Network")
 	if err != nil {
 		return spec, referenced(err)
 	}
@@ -166,7 +167,7 @@ func (s *Service) interfaceSpec(tx *store.Tx, urls api.URLs, in cimi.MachineNetw
 		if err != nil {
 			return spec, err
 		}
-		a, err := getRecord[addressRecord](tx, kindAddresses, aid, "Address")
+		a, err := records.Get[addressRecord](tx, kindAddresses, aid, "Address")
 		if err != nil {
 			return spec, referenced(err)
 		}
@@ -227,7 +228,7 @@ func (s *Service) AttachMachine(tx *store.Tx, m MachineInfo, t TemplateSpec) err
 	rec := machineNetRecord{MachineID: m.ID, Domain: m.Domain}
 	ifaces := t.Interfaces
 	if ifaces == nil {
-		n, err := getRecord[networkRecord](tx, kindNetworks, defaultNetworkID, "Network")
+		n, err := records.Get[networkRecord](tx, kindNetworks, defaultNetworkID, "Network")
 		if err == nil && n.State != cimi.NetworkDeleting && n.State != cimi.NetworkError {
 			ifaces = []InterfaceSpec{{NetworkID: defaultNetworkID, Model: "virtio"}}
 		}
@@ -239,7 +240,7 @@ func (s *Service) AttachMachine(tx *store.Tx, m MachineInfo, t TemplateSpec) err
 	}
 	cred := t.Credential
 	if t.CredentialID != "" {
-		c, err := getRecord[credentialRecord](tx, kindCredentials, t.CredentialID, "Credential")
+		c, err := records.Get[credentialRecord](tx, kindCredentials, t.CredentialID, "Credential")
 		if err != nil {
 			return referenced(err)
 		}
@@ -256,20 +257,20 @@ func (s *Service) AttachMachine(tx *store.Tx, m MachineInfo, t TemplateSpec) err
 		rec.Seed = plan
 		rec.SeedPath = filepath.Join(s.seedDir, "machine-"+m.ID+"-seed.iso")
 	}
-	return putRecord(tx, kindMachineNets, m.ID, rec)
+	return records.Put(tx, kindMachineNets, m.ID, rec)
 }
 
 // addPort writes the record of one interface of a Machine, binding the
 // static addresses it names to its MAC.
 func (s *Service) addPort(tx *store.Tx, m *machineNetRecord, spec InterfaceSpec, state, id string) (portRecord, error) {
-	n, err := getRecord[networkRecord](tx, kindNetworks, spec.NetworkID, "Network")
+	n, err := records.Get[networkRecord](tx, kindNetworks, spec.NetworkID, "Network")
 	if err != nil {
 		return portRecord{}, referenced(err)
 	}
 	if n.State == cimi.NetworkDeleting {
 		return portRecord{}, errdefs.Conflictf("Network %s is being deleted", n.ID)
 	}
-	ports, err := listRecords[portRecord](tx, kindPorts)
+	ports, err := records.List[portRecord](tx, kindPorts)
 	if err != nil {
 		return portRecord{}, err
 	}
@@ -288,7 +289,7 @@ func (s *Service) addPort(tx *store.Tx, m *machineNetRecord, spec InterfaceSpec,
 		}
 	}
 	for _, aid := range spec.AddressIDs {
-		a, err := getRecord[addressRecord](tx, kindAddresses, aid, "Address")
+		a, err := records.Get[addressRecord](tx, kindAddresses, aid, "Address")
 		if err != nil {
 			return portRecord{}, referenced(err)
 		}
@@ -301,7 +302,7 @@ func (s *Service) addPort(tx *store.Tx, m *machineNetRecord, spec InterfaceSpec,
 			return portRecord{}, errdefs.Conflictf("Address %s is reserved for MAC %s", aid, a.MAC)
 		}
 		a.MAC = mac
-		if err := putRecord(tx, kindAddresses, aid, a); err != nil {
+		if err := records.Put(tx, kindAddresses, aid, a); err != nil {
 			return portRecord{}, err
 		}
 	}
@@ -313,7 +314,7 @@ func (s *Service) addPort(tx *store.Tx, m *machineNetRecord, spec InterfaceSpec,
 		NetworkID: spec.NetworkID, MachineID: m.MachineID, MAC: mac, Model: spec.Model,
 		AddressIDs: spec.AddressIDs, State: state, Index: m.NextIndex}
 	m.NextIndex++
-	return p, putRecord(tx, kindPorts, p.ID, p)
+	return p, records.Put(tx, kindPorts, p.ID, p)
 }
 
 func countMachinePorts(ports []portRecord, machineID string) int {
@@ -485,16 +486,16 @@ func (s *Service) releasePort(ctx context.Context, p portRecord) error {
 	}
 	return s.db.Update(func(tx *store.Tx) error {
 		for _, aid := range p.AddressIDs {
-			a, err := getRecord[addressRecord](tx, kindAddresses, aid, "Address")
+			a, err := records.Get[addressRecord](tx, kindAddresses, aid, "Address")
 			if err != nil {
 				continue
 			}
 			a.MAC = ""
-			if err := putRecord(tx, kindAddresses, aid, a); err != nil {
+			if err := records.Put(tx, kindAddresses, aid, a); err != nil {
 				return err
 			}
 		}
-		addrs, err := listRecords[addressRecord](tx, kindAddresses)
+		addrs, err := records.List[addressRecord](tx, kindAddresses)
 		if err != nil {
 			return err
 		}
@@ -505,7 +506,7 @@ func (s *Service) releasePort(ctx context.Context, p portRecord) error {
 				}
 			}
 		}
-		if err := putRecord(tx, kindReleased, releasedKey(p.NetworkID, p.MAC), releasedRecord{NetworkID: p.NetworkID, MAC: p.MAC, Released: s.now()}); err != nil {
+		if err := records.Put(tx, kindReleased, releasedKey(p.NetworkID, p.MAC), releasedRecord{NetworkID: p.NetworkID, MAC: p.MAC, Released: s.now()}); err != nil {
 			return err
 		}
 		return tx.Delete(kindPorts, p.ID)

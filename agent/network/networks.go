@@ -1,6 +1,7 @@
 package network
 
 import (
+	"cimid/agent/records"
 	"context"
 	"encoding/json"
 	"errors"
@@ -92,7 +93,7 @@ func (s *Service) createNetwork(rq *api.Request) (api.Reply, error) {
 				return err
 			}
 			rec.meta = newMeta(id, body.Name, body.Description, body.Properties, s.now())
-			return putRecord(tx, kindNetworks, id, rec)
+			return records.Put(tx, kindNetworks, id, rec)
 		})
 	if err != nil {
 		return api.Reply{}, err
@@ -102,7 +103,7 @@ func (s *Service) createNetwork(rq *api.Request) (api.Reply, error) {
 
 // takenBy lists the subnets the host's others and our other networks use.
 func takenBy(tx *store.Tx, except string, host []takenSubnet) ([]takenSubnet, error) {
-	nets, err := listRecords[networkRecord](tx, kindNetworks)
+	nets, err := records.List[networkRecord](tx, kindNetworks)
 	if err != nil {
 		return nil, err
 	}
@@ -159,7 +160,7 @@ func (s *Service) chooseAgain(ctx context.Context, n networkRecord) (networkReco
 	}
 	s.observe(nets)
 	err = s.db.Update(func(tx *store.Tx) error {
-		cur, err := getRecord[networkRecord](tx, kindNetworks, n.ID, "Network")
+		cur, err := records.Get[networkRecord](tx, kindNetworks, n.ID, "Network")
 		if err != nil {
 			return err
 		}
@@ -177,7 +178,7 @@ func (s *Service) chooseAgain(ctx context.Context, n networkRecord) (networkReco
 		}
 		cur.Subnet, cur.DHCPRange, cur.Updated = a.Subnet.String(), a.rangeString(), s.now()
 		n = cur
-		return putRecord(tx, kindNetworks, n.ID, cur)
+		return records.Put(tx, kindNetworks, n.ID, cur)
 	})
 	return n, err
 }
@@ -194,7 +195,7 @@ func (s *Service) hypervisorSpec(tx *store.Tx, n networkRecord) (hypervisor.Netw
 		DHCPStart: a.First.String(), DHCPEnd: a.Last.String(), MTU: n.MTU,
 		Metadata: hypervisor.NetworkMetadata{Instance: s.cfg.Instance, NetworkID: n.ID},
 	}
-	addrs, err := listRecords[addressRecord](tx, kindAddresses)
+	addrs, err := records.List[addressRecord](tx, kindAddresses)
 	if err != nil {
 		return spec, err
 	}
@@ -277,7 +278,7 @@ func (s *Service) markStarted(ctx context.Context, id string) error {
 		return err
 	}
 	return s.db.Update(func(tx *store.Tx) error {
-		n, err := getRecord[networkRecord](tx, kindNetworks, id, "Network")
+		n, err := records.Get[networkRecord](tx, kindNetworks, id, "Network")
 		if err != nil {
 			return err
 		}
@@ -290,7 +291,7 @@ func (s *Service) markStarted(ctx context.Context, id string) error {
 				}
 			}
 		}
-		return putRecord(tx, kindNetworks, id, n)
+		return records.Put(tx, kindNetworks, id, n)
 	})
 }
 
@@ -316,7 +317,7 @@ func (s *Service) removeNetwork(ctx context.Context, n networkRecord) error {
 		return err
 	}
 	return s.db.Update(func(tx *store.Tx) error {
-		addrs, err := listRecords[addressRecord](tx, kindAddresses)
+		addrs, err := records.List[addressRecord](tx, kindAddresses)
 		if err != nil {
 			return err
 		}
@@ -338,7 +339,7 @@ func (s *Service) deleteNetwork(rq *api.Request) (api.Reply, error) {
 	j, err := s.jobs.Submit(job.Record{Kind: "network.delete", Action: cimi.RelDelete, Name: "delete Network",
 		Target: path, Locks: []string{path}, Params: params},
 		func(tx *store.Tx) error {
-			n, err := getRecord[networkRecord](tx, kindNetworks, id, "Network")
+			n, err := records.Get[networkRecord](tx, kindNetworks, id, "Network")
 			if err != nil {
 				return err
 			}
@@ -355,7 +356,7 @@ func (s *Service) deleteNetwork(rq *api.Request) (api.Reply, error) {
 				return err
 			}
 			n.State = cimi.NetworkDeleting
-			return putRecord(tx, kindNetworks, id, n)
+			return records.Put(tx, kindNetworks, id, n)
 		})
 	if err != nil {
 		return api.Reply{}, err
@@ -365,7 +366,7 @@ func (s *Service) deleteNetwork(rq *api.Request) (api.Reply, error) {
 
 // networkInUse refuses a delete while an interface is on the network.
 func networkInUse(tx *store.Tx, id string) error {
-	ports, err := listRecords[portRecord](tx, kindPorts)
+	ports, err := records.List[portRecord](tx, kindPorts)
 	if err != nil {
 		return err
 	}
@@ -403,7 +404,7 @@ func (s *Service) runDeleteNetwork(ctx context.Context, x *job.Exec) error {
 
 func (s *Service) setNetworkState(id, state, msg string) {
 	err := s.db.Update(func(tx *store.Tx) error {
-		n, err := getRecord[networkRecord](tx, kindNetworks, id, "Network")
+		n, err := records.Get[networkRecord](tx, kindNetworks, id, "Network")
 		if err != nil {
 			return err
 		}
@@ -411,7 +412,7 @@ func (s *Service) setNetworkState(id, state, msg string) {
 			return nil
 		}
 		n.State, n.StatusMessage = state, msg
-		return putRecord(tx, kindNetworks, id, n)
+		return records.Put(tx, kindNetworks, id, n)
 	})
 	if err != nil && !errdefs.Is(err, errdefs.NotFound) {
 		s.log.Error("record Network state", "network", id, "err", err)
@@ -449,7 +450,7 @@ func (s *Service) adopt(nets []hypervisor.NetworkStatus) error {
 				n.DHCPRange = a.rangeString()
 			}
 			s.log.Warn("adopting a network of this instance that had no record", "network", o.Name, "subnet", n.Subnet)
-			if err := putRecord(tx, kindNetworks, id, n); err != nil {
+			if err := records.Put(tx, kindNetworks, id, n); err != nil {
 				return err
 			}
 		}
@@ -516,7 +517,7 @@ func (s *Service) observe(nets []hypervisor.NetworkStatus) {
 			s.log.Info("Network changed outside the API", "network", n.ID, "from", n.State, "to", state)
 		}
 		err := s.db.Update(func(tx *store.Tx) error {
-			cur, err := getRecord[networkRecord](tx, kindNetworks, n.ID, "Network")
+			cur, err := records.Get[networkRecord](tx, kindNetworks, n.ID, "Network")
 			if err != nil {
 				return err
 			}
@@ -524,7 +525,7 @@ func (s *Service) observe(nets []hypervisor.NetworkStatus) {
 			if found {
 				cur.Bridge = o.Bridge
 			}
-			return putRecord(tx, kindNetworks, n.ID, cur)
+			return records.Put(tx, kindNetworks, n.ID, cur)
 		})
 		if err != nil && !errdefs.Is(err, errdefs.NotFound) {
 			s.log.Error("record observed Network state", "network", n.ID, "err", err)
@@ -640,7 +641,7 @@ func (s *Service) writeDefault(mode string, host []takenSubnet) (networkRecord, 
 		n.meta = meta{ID: defaultNetworkID, Name: "default", Description: "the network every Machine is on unless its template names others", Created: now, Updated: now}
 		n.Default = true
 		rec = n
-		return putRecord(tx, kindNetworks, defaultNetworkID, n)
+		return records.Put(tx, kindNetworks, defaultNetworkID, n)
 	})
 	return rec, err
 }

@@ -10,9 +10,7 @@
 package network
 
 import (
-	"encoding/json"
-	"errors"
-	"fmt"
+	"cimid/agent/records"
 	"net/http"
 	"reflect"
 	"strings"
@@ -166,50 +164,11 @@ type releasedRecord struct {
 
 func releasedKey(networkID, mac string) string { return networkID + "/" + mac }
 
-func getRecord[T any](tx *store.Tx, kind, id, what string) (T, error) {
-	var rec T
-	b, err := tx.Get(kind, id)
-	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return rec, errdefs.NotFoundf("%s %s does not exist", what, id)
-		}
-		return rec, err
-	}
-	if err := json.Unmarshal(b, &rec); err != nil {
-		return rec, fmt.Errorf("decode %s %s: %w", what, id, err)
-	}
-	return rec, nil
-}
-
-func putRecord(tx *store.Tx, kind, id string, rec any) error {
-	b, err := json.Marshal(rec)
-	if err != nil {
-		return fmt.Errorf("encode %s/%s: %w", kind, id, err)
-	}
-	return tx.Put(kind, id, b)
-}
-
-func listRecords[T any](tx *store.Tx, kind string) ([]T, error) {
-	recs, err := tx.List(kind)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]T, 0, len(recs))
-	for _, r := range recs {
-		var v T
-		if err := json.Unmarshal(r.Value, &v); err != nil {
-			return nil, fmt.Errorf("decode %s/%s: %w", kind, r.ID, err)
-		}
-		out = append(out, v)
-	}
-	return out, nil
-}
-
 // load reads one record in its own transaction.
 func load[T any](db *store.DB, kind, id, what string) (T, error) {
 	var rec T
 	err := db.View(func(tx *store.Tx) (err error) {
-		rec, err = getRecord[T](tx, kind, id, what)
+		rec, err = records.Get[T](tx, kind, id, what)
 		return err
 	})
 	return rec, err
@@ -219,7 +178,7 @@ func load[T any](db *store.DB, kind, id, what string) (T, error) {
 func loadAll[T any](db *store.DB, kind string) ([]T, error) {
 	var recs []T
 	err := db.View(func(tx *store.Tx) (err error) {
-		recs, err = listRecords[T](tx, kind)
+		recs, err = records.List[T](tx, kind)
 		return err
 	})
 	return recs, err
@@ -388,14 +347,14 @@ func (k simple[T]) update(rq *api.Request) (api.Reply, error) {
 	id := rq.Vars["id"]
 	path := k.kind + "/" + id
 	j, err := k.s.jobs.Done(job.Record{Kind: "edit", Action: cimi.RelEdit, Name: "edit " + path, Target: path}, func(tx *store.Tx) error {
-		rec, err := getRecord[T](tx, k.kind, id, k.what)
+		rec, err := records.Get[T](tx, k.kind, id, k.what)
 		if err != nil {
 			return err
 		}
 		if err := applyUpdate(k.metaOf(&rec), body, selectedAttrs(rq), k.s.now()); err != nil {
 			return err
 		}
-		return putRecord(tx, k.kind, id, rec)
+		return records.Put(tx, k.kind, id, rec)
 	})
 	if err != nil {
 		return api.Reply{}, err
@@ -407,7 +366,7 @@ func (k simple[T]) delete(rq *api.Request) (api.Reply, error) {
 	id := rq.Vars["id"]
 	path := k.kind + "/" + id
 	j, err := k.s.jobs.Done(job.Record{Kind: "delete", Action: cimi.RelDelete, Name: "delete " + k.what, Target: path}, func(tx *store.Tx) error {
-		rec, err := getRecord[T](tx, k.kind, id, k.what)
+		rec, err := records.Get[T](tx, k.kind, id, k.what)
 		if err != nil {
 			return err
 		}

@@ -2,6 +2,7 @@ package network
 
 import (
 	"bytes"
+	"cimid/agent/records"
 	"context"
 	"crypto/ecdh"
 	"crypto/ed25519"
@@ -417,7 +418,7 @@ func TestCredentials(t *testing.T) {
 	// The stored hash verifies the password.
 	var rec credentialRecord
 	if err := h.db.View(func(tx *store.Tx) (err error) {
-		rec, err = getRecord[credentialRecord](tx, kindCredentials, path.Base(loc), "Credential")
+		rec, err = records.Get[credentialRecord](tx, kindCredentials, path.Base(loc), "Credential")
 		return err
 	}); err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"cimid/agent/records"
 	"net/http"
 	"strings"
 
@@ -36,7 +37,7 @@ func (s *Service) seedConfigs() error {
 				continue
 			}
 			c.Created, c.Updated, c.Provider, c.Type = now, now, true, cimi.VolumeTypeBlock
-			if err := putRecord(tx, kindConfigs, c.ID, c); err != nil {
+			if err := records.Put(tx, kindConfigs, c.ID, c); err != nil {
 				return err
 			}
 		}
@@ -72,7 +73,7 @@ func (s *Service) configDoc(urls api.URLs, c configRecord) *cimi.VolumeConfigura
 func (s *Service) listConfigs(rq *api.Request) (api.Reply, error) {
 	var recs []configRecord
 	err := s.db.View(func(tx *store.Tx) (err error) {
-		recs, err = listRecords[configRecord](tx, kindConfigs)
+		recs, err = records.List[configRecord](tx, kindConfigs)
 		return err
 	})
 	if err != nil {
@@ -148,7 +149,7 @@ func (s *Service) createConfig(rq *api.Request) (api.Reply, error) {
 	rec := configRecord{meta: newMeta(job.NewID(), body.Name, body.Description, body.Properties, s.now()), configSpec: spec}
 	path := kindConfigs + "/" + rec.ID
 	j, err := s.jobs.Done(job.Record{Kind: "add", Action: cimi.RelAdd, Name: "create VolumeConfiguration", Target: kindConfigs, Affected: []string{kindConfigs, path}},
-		func(tx *store.Tx) error { return putRecord(tx, kindConfigs, rec.ID, rec) })
+		func(tx *store.Tx) error { return records.Put(tx, kindConfigs, rec.ID, rec) })
 	if err != nil {
 		return api.Reply{}, err
 	}
@@ -166,14 +167,14 @@ func (s *Service) updateConfig(rq *api.Request) (api.Reply, error) {
 	}
 	id := rq.Vars["id"]
 	return s.syncUpdate(kindConfigs+"/"+id, func(tx *store.Tx) error {
-		c, err := getRecord[configRecord](tx, kindConfigs, id, "VolumeConfiguration")
+		c, err := records.Get[configRecord](tx, kindConfigs, id, "VolumeConfiguration")
 		if err != nil {
 			return err
 		}
 		if err := applyUpdate(&c.meta, body.Common, selected, s.now()); err != nil {
 			return err
 		}
-		return putRecord(tx, kindConfigs, id, c)
+		return records.Put(tx, kindConfigs, id, c)
 	})
 }
 
@@ -181,14 +182,14 @@ func (s *Service) deleteConfig(rq *api.Request) (api.Reply, error) {
 	id := rq.Vars["id"]
 	path := kindConfigs + "/" + id
 	j, err := s.jobs.Done(job.Record{Kind: "delete", Action: cimi.RelDelete, Name: "delete VolumeConfiguration", Target: path}, func(tx *store.Tx) error {
-		c, err := getRecord[configRecord](tx, kindConfigs, id, "VolumeConfiguration")
+		c, err := records.Get[configRecord](tx, kindConfigs, id, "VolumeConfiguration")
 		if err != nil {
 			return err
 		}
 		if c.Provider {
 			return errdefs.Conflictf("VolumeConfiguration %s is provider-defined and cannot be deleted", id)
 		}
-		templates, err := listRecords[templateRecord](tx, kindTemplates)
+		templates, err := records.List[templateRecord](tx, kindTemplates)
 		if err != nil {
 			return err
 		}
@@ -218,7 +219,7 @@ func (s *Service) lookupConfig(tx *store.Tx, urls api.URLs, in *cimi.VolumeConfi
 		if err != nil {
 			return configSpec{}, "", err
 		}
-		c, err := getRecord[configRecord](tx, kindConfigs, id, "VolumeConfiguration")
+		c, err := records.Get[configRecord](tx, kindConfigs, id, "VolumeConfiguration")
 		if err != nil {
 			return configSpec{}, "", referenced(err)
 		}

@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"cimid/agent/records"
 	"context"
 	"errors"
 	"os"
@@ -40,7 +41,7 @@ func (s *Service) CheckPool(ctx context.Context) (PoolReport, error) {
 			}
 			prefixes = append(prefixes, p...)
 		}
-		volumes, err := listRecords[volumeRecord](tx, kindVolumes)
+		volumes, err := records.List[volumeRecord](tx, kindVolumes)
 		if err != nil {
 			return err
 		}
@@ -50,7 +51,7 @@ func (s *Service) CheckPool(ctx context.Context) (PoolReport, error) {
 				expected[v.Path] = volumePath(v.ID)
 			}
 		}
-		images, err := listRecords[imageRecord](tx, kindImages)
+		images, err := records.List[imageRecord](tx, kindImages)
 		if err != nil {
 			return err
 		}
@@ -93,11 +94,11 @@ func (s *Service) stillExpects(resource string) bool {
 	err := s.db.View(func(tx *store.Tx) error {
 		switch kind {
 		case kindVolumes:
-			v, err := getRecord[volumeRecord](tx, kind, id, "Volume")
+			v, err := records.Get[volumeRecord](tx, kind, id, "Volume")
 			state = v.State
 			return err
 		default:
-			im, err := getRecord[imageRecord](tx, kind, id, "VolumeImage")
+			im, err := records.Get[imageRecord](tx, kind, id, "VolumeImage")
 			state = im.State
 			return err
 		}

@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"cimid/agent/records"
 	"context"
 	"errors"
 	"net/http"
@@ -59,7 +60,7 @@ func (s *Service) imageDoc(urls api.URLs, im imageRecord) *cimi.VolumeImage {
 func (s *Service) listImages(rq *api.Request) (api.Reply, error) {
 	var recs []imageRecord
 	err := s.db.View(func(tx *store.Tx) (err error) {
-		recs, err = listRecords[imageRecord](tx, kindImages)
+		recs, err = records.List[imageRecord](tx, kindImages)
 		return err
 	})
 	if err != nil {
@@ -91,14 +92,14 @@ func (s *Service) updateImage(rq *api.Request) (api.Reply, error) {
 	}
 	id := rq.Vars["id"]
 	return s.syncUpdate(imagePath(id), func(tx *store.Tx) error {
-		im, err := getRecord[imageRecord](tx, kindImages, id, "VolumeImage")
+		im, err := records.Get[imageRecord](tx, kindImages, id, "VolumeImage")
 		if err != nil {
 			return err
 		}
 		if err := applyUpdate(&im.meta, body.Common, selected, s.now()); err != nil {
 			return err
 		}
-		return putRecord(tx, kindImages, id, im)
+		return records.Put(tx, kindImages, id, im)
 	})
 }
 
@@ -158,7 +159,7 @@ func (s *Service) captureVolume(rq *api.Request, id string, body cimi.VolumeImag
 		}
 	}
 	return s.submitImage(rq, rec, locks, func(tx *store.Tx) error {
-		v, err := getRecord[volumeRecord](tx, kindVolumes, id, "Volume")
+		v, err := records.Get[volumeRecord](tx, kindVolumes, id, "Volume")
 		if err != nil {
 			return err
 		}
@@ -172,7 +173,7 @@ func (s *Service) captureVolume(rq *api.Request, id string, body cimi.VolumeImag
 			return err
 		}
 		v.State = cimi.StateCapturing
-		return putRecord(tx, kindVolumes, id, v)
+		return records.Put(tx, kindVolumes, id, v)
 	})
 }
 
@@ -213,7 +214,7 @@ func (s *Service) submitImage(rq *api.Request, rec imageRecord, locks []string, 
 					return err
 				}
 			}
-			return putRecord(tx, kindImages, rec.ID, rec)
+			return records.Put(tx, kindImages, rec.ID, rec)
 		})
 	if err != nil {
 		return api.Reply{}, err
@@ -272,7 +273,7 @@ func (s *Service) deleteImage(rq *api.Request) (api.Reply, error) {
 	j, err := s.submit(job.Record{Kind: "volumeImage.delete", Action: cimi.RelDelete, Name: "delete VolumeImage", Target: path, Locks: []string{path}},
 		imageParams{ImageID: id},
 		func(tx *store.Tx) error {
-			im, err := getRecord[imageRecord](tx, kindImages, id, "VolumeImage")
+			im, err := records.Get[imageRecord](tx, kindImages, id, "VolumeImage")
 			if err != nil {
 				return err
 			}
@@ -287,7 +288,7 @@ func (s *Service) deleteImage(rq *api.Request) (api.Reply, error) {
 				return err
 			}
 			im.State = cimi.StateDeleting
-			return putRecord(tx, kindImages, id, im)
+			return records.Put(tx, kindImages, id, im)
 		})
 	if err != nil {
 		return api.Reply{}, err
@@ -298,7 +299,7 @@ func (s *Service) deleteImage(rq *api.Request) (api.Reply, error) {
 // imageInUse refuses to delete an image that templates name or that a
 // Volume is being made from.
 func imageInUse(tx *store.Tx, id string) error {
-	templates, err := listRecords[templateRecord](tx, kindTemplates)
+	templates, err := records.List[templateRecord](tx, kindTemplates)
 	if err != nil {
 		return err
 	}
@@ -307,7 +308,7 @@ func imageInUse(tx *store.Tx, id string) error {
 			return errdefs.Conflictf("VolumeImage %s is used by VolumeTemplate %s", id, t.ID)
 		}
 	}
-	volumes, err := listRecords[volumeRecord](tx, kindVolumes)
+	volumes, err := records.List[volumeRecord](tx, kindVolumes)
 	if err != nil {
 		return err
 	}
@@ -328,7 +329,7 @@ func lookupImage(tx *store.Tx, urls api.URLs, in *cimi.VolumeImageInput) (imageR
 	if err != nil {
 		return imageRecord{}, err
 	}
-	im, err := getRecord[imageRecord](tx, kindImages, id, "VolumeImage")
+	im, err := records.Get[imageRecord](tx, kindImages, id, "VolumeImage")
 	if err != nil {
 		return imageRecord{}, referenced(err)
 	}

@@ -11,12 +11,9 @@
 package storage
 
 import (
-	"encoding/json"
-	"errors"
-	"fmt"
+	"cimid/agent/records"
 	"time"
 
-	"cimid/agent/errdefs"
 	"cimid/store"
 )
 
@@ -108,50 +105,11 @@ type imageRecord struct {
 	Bootable       bool   `json:"bootable,omitempty"`
 }
 
-func getRecord[T any](tx *store.Tx, kind, id, what string) (T, error) {
-	var rec T
-	b, err := tx.Get(kind, id)
-	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return rec, errdefs.NotFoundf("%s %s does not exist", what, id)
-		}
-		return rec, err
-	}
-	if err := json.Unmarshal(b, &rec); err != nil {
-		return rec, fmt.Errorf("decode %s %s: %w", what, id, err)
-	}
-	return rec, nil
-}
-
-func putRecord(tx *store.Tx, kind, id string, rec any) error {
-	b, err := json.Marshal(rec)
-	if err != nil {
-		return fmt.Errorf("encode %s/%s: %w", kind, id, err)
-	}
-	return tx.Put(kind, id, b)
-}
-
-func listRecords[T any](tx *store.Tx, kind string) ([]T, error) {
-	recs, err := tx.List(kind)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]T, 0, len(recs))
-	for _, r := range recs {
-		var v T
-		if err := json.Unmarshal(r.Value, &v); err != nil {
-			return nil, fmt.Errorf("decode %s/%s: %w", kind, r.ID, err)
-		}
-		out = append(out, v)
-	}
-	return out, nil
-}
-
 // view reads one record in its own transaction.
 func view[T any](db *store.DB, kind, id, what string) (T, error) {
 	var rec T
 	err := db.View(func(tx *store.Tx) (err error) {
-		rec, err = getRecord[T](tx, kind, id, what)
+		rec, err = records.Get[T](tx, kind, id, what)
 		return err
 	})
 	return rec, err
@@ -160,13 +118,13 @@ func view[T any](db *store.DB, kind, id, what string) (T, error) {
 // update changes one record in its own transaction.
 func update[T any](db *store.DB, kind, id, what string, fn func(*T) error) error {
 	return db.Update(func(tx *store.Tx) error {
-		rec, err := getRecord[T](tx, kind, id, what)
+		rec, err := records.Get[T](tx, kind, id, what)
 		if err != nil {
 			return err
 		}
 		if err := fn(&rec); err != nil {
 			return err
 		}
-		return putRecord(tx, kind, id, rec)
+		return records.Put(tx, kind, id, rec)
 	})
 }

@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"cimid/agent/records"
 	"net/http"
 
 	"cimid/agent/api"
@@ -39,7 +40,7 @@ func (s *Service) templateDoc(urls api.URLs, t templateRecord) *cimi.VolumeTempl
 func (s *Service) listTemplates(rq *api.Request) (api.Reply, error) {
 	var recs []templateRecord
 	err := s.db.View(func(tx *store.Tx) (err error) {
-		recs, err = listRecords[templateRecord](tx, kindTemplates)
+		recs, err = records.List[templateRecord](tx, kindTemplates)
 		return err
 	})
 	if err != nil {
@@ -113,7 +114,7 @@ func (s *Service) createTemplate(rq *api.Request) (api.Reply, error) {
 			}
 			t.meta = newMeta(id, body.Name, body.Description, body.Properties, s.now())
 			rec = t
-			return putRecord(tx, kindTemplates, id, t)
+			return records.Put(tx, kindTemplates, id, t)
 		})
 	if err != nil {
 		return api.Reply{}, err
@@ -132,14 +133,14 @@ func (s *Service) updateTemplate(rq *api.Request) (api.Reply, error) {
 	}
 	id := rq.Vars["id"]
 	return s.syncUpdate(kindTemplates+"/"+id, func(tx *store.Tx) error {
-		t, err := getRecord[templateRecord](tx, kindTemplates, id, "VolumeTemplate")
+		t, err := records.Get[templateRecord](tx, kindTemplates, id, "VolumeTemplate")
 		if err != nil {
 			return err
 		}
 		if err := applyUpdate(&t.meta, body.Common, selected, s.now()); err != nil {
 			return err
 		}
-		return putRecord(tx, kindTemplates, id, t)
+		return records.Put(tx, kindTemplates, id, t)
 	})
 }
 
@@ -147,7 +148,7 @@ func (s *Service) deleteTemplate(rq *api.Request) (api.Reply, error) {
 	id := rq.Vars["id"]
 	path := kindTemplates + "/" + id
 	j, err := s.jobs.Done(job.Record{Kind: "delete", Action: cimi.RelDelete, Name: "delete VolumeTemplate", Target: path}, func(tx *store.Tx) error {
-		if _, err := getRecord[templateRecord](tx, kindTemplates, id, "VolumeTemplate"); err != nil {
+		if _, err := records.Get[templateRecord](tx, kindTemplates, id, "VolumeTemplate"); err != nil {
 			return err
 		}
 		return tx.Delete(kindTemplates, id)

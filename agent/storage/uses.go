@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"cimid/agent/records"
 	"slices"
 
 	"cimid/agent/cimi"
@@ -26,7 +27,7 @@ func infoOf(v volumeRecord) VolumeInfo {
 
 // LookupVolume reads a Volume in tx.
 func (s *Service) LookupVolume(tx *store.Tx, id string) (VolumeInfo, error) {
-	v, err := getRecord[volumeRecord](tx, kindVolumes, id, "Volume")
+	v, err := records.Get[volumeRecord](tx, kindVolumes, id, "Volume")
 	if err != nil {
 		return VolumeInfo{}, err
 	}
@@ -38,7 +39,7 @@ func (s *Service) LookupVolume(tx *store.Tx, id string) (VolumeInfo, error) {
 // Volume is AVAILABLE and attached nowhere else, and holds no snapshot of
 // another Machine. A Volume that does not exist gives NotFound.
 func (s *Service) UseVolume(tx *store.Tx, id string, u Use) (VolumeInfo, error) {
-	v, err := getRecord[volumeRecord](tx, kindVolumes, id, "Volume")
+	v, err := records.Get[volumeRecord](tx, kindVolumes, id, "Volume")
 	if err != nil {
 		return VolumeInfo{}, err
 	}
@@ -59,7 +60,7 @@ func (s *Service) UseVolume(tx *store.Tx, id string, u Use) (VolumeInfo, error) 
 		}
 	}
 	v.Users = append(v.Users, u)
-	if err := putRecord(tx, kindVolumes, id, v); err != nil {
+	if err := records.Put(tx, kindVolumes, id, v); err != nil {
 		return VolumeInfo{}, err
 	}
 	return infoOf(v), nil
@@ -69,7 +70,7 @@ func (s *Service) UseVolume(tx *store.Tx, id string, u Use) (VolumeInfo, error) 
 // (attached) or its snapshot hold. A use that is not recorded, or a Volume
 // that no longer exists, is not an error.
 func (s *Service) ReleaseVolume(tx *store.Tx, id, user string, attached bool) error {
-	v, err := getRecord[volumeRecord](tx, kindVolumes, id, "Volume")
+	v, err := records.Get[volumeRecord](tx, kindVolumes, id, "Volume")
 	if errdefs.Is(err, errdefs.NotFound) {
 		return nil
 	}
@@ -84,7 +85,7 @@ func (s *Service) ReleaseVolume(tx *store.Tx, id, user string, attached bool) er
 	if len(v.Users) == 0 {
 		v.Users = nil
 	}
-	return putRecord(tx, kindVolumes, id, v)
+	return records.Put(tx, kindVolumes, id, v)
 }
 
 // SnapshotHolders lists the snapshot holds on a Volume: the

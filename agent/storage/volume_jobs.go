@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"cimid/agent/records"
 	"context"
 	"encoding/json"
 	"errors"
@@ -314,13 +315,13 @@ func (s *Service) runCreateImage(ctx context.Context, x *job.Exec) error {
 	}
 	s.refreshPool(ctx)
 	err = s.db.Update(func(tx *store.Tx) error {
-		cur, err := getRecord[imageRecord](tx, kindImages, im.ID, "VolumeImage")
+		cur, err := records.Get[imageRecord](tx, kindImages, im.ID, "VolumeImage")
 		if err != nil {
 			return err
 		}
 		cur.State, cur.Path, cur.Format, cur.SourceFormat = cimi.StateAvailable, dst, qemuimg.FormatQCOW2, srcFormat
 		cur.VirtualSizeKiB = info.VirtualSize / 1024
-		if err := putRecord(tx, kindImages, im.ID, cur); err != nil {
+		if err := records.Put(tx, kindImages, im.ID, cur); err != nil {
 			return err
 		}
 		return volumeBack(tx, im.VolumeID)
@@ -342,7 +343,7 @@ func volumeBack(tx *store.Tx, volumeID string) error {
 	if volumeID == "" {
 		return nil
 	}
-	v, err := getRecord[volumeRecord](tx, kindVolumes, volumeID, "Volume")
+	v, err := records.Get[volumeRecord](tx, kindVolumes, volumeID, "Volume")
 	if errdefs.Is(err, errdefs.NotFound) {
 		return nil
 	}
@@ -353,7 +354,7 @@ func volumeBack(tx *store.Tx, volumeID string) error {
 		return nil
 	}
 	v.State = cimi.StateAvailable
-	return putRecord(tx, kindVolumes, volumeID, v)
+	return records.Put(tx, kindVolumes, volumeID, v)
 }
 
 // abandonImage removes the files of an image being created, then its
@@ -365,7 +366,7 @@ func (s *Service) abandonImage(ctx context.Context, id string) error {
 	}
 	s.refreshPool(ctx)
 	return s.db.Update(func(tx *store.Tx) error {
-		im, err := getRecord[imageRecord](tx, kindImages, id, "VolumeImage")
+		im, err := records.Get[imageRecord](tx, kindImages, id, "VolumeImage")
 		if errdefs.Is(err, errdefs.NotFound) {
 			return nil
 		}
@@ -404,7 +405,7 @@ func (s *Service) runDeleteImage(ctx context.Context, x *job.Exec) error {
 	}
 	var im imageRecord
 	err := s.db.View(func(tx *store.Tx) (err error) {
-		if im, err = getRecord[imageRecord](tx, kindImages, p.ImageID, "VolumeImage"); err != nil {
+		if im, err = records.Get[imageRecord](tx, kindImages, p.ImageID, "VolumeImage"); err != nil {
 			return err
 		}
 		return imageInUse(tx, p.ImageID)

@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"cimid/agent/records"
 	"errors"
 	"fmt"
 	"net/http"
@@ -56,7 +57,7 @@ func (s *Service) volumeDoc(urls api.URLs, v volumeRecord) *cimi.Volume {
 func (s *Service) listVolumes(rq *api.Request) (api.Reply, error) {
 	var recs []volumeRecord
 	err := s.db.View(func(tx *store.Tx) (err error) {
-		recs, err = listRecords[volumeRecord](tx, kindVolumes)
+		recs, err = records.List[volumeRecord](tx, kindVolumes)
 		return err
 	})
 	if err != nil {
@@ -105,7 +106,7 @@ func (s *Service) createVolume(rq *api.Request) (api.Reply, error) {
 			if rec, err = s.newVolume(tx, id, body, t); err != nil {
 				return err
 			}
-			return putRecord(tx, kindVolumes, id, rec)
+			return records.Put(tx, kindVolumes, id, rec)
 		})
 	if err != nil {
 		return api.Reply{}, err
@@ -123,7 +124,7 @@ func (s *Service) templateFor(tx *store.Tx, urls api.URLs, in *cimi.VolumeTempla
 	if err != nil {
 		return templateRecord{}, err
 	}
-	t, err := getRecord[templateRecord](tx, kindTemplates, id, "VolumeTemplate")
+	t, err := records.Get[templateRecord](tx, kindTemplates, id, "VolumeTemplate")
 	if err != nil {
 		return templateRecord{}, referenced(err)
 	}
@@ -152,7 +153,7 @@ func (s *Service) newVolume(tx *store.Tx, id string, body cimi.VolumeCreate, t t
 	spec := configSpec{}
 	switch {
 	case t.ConfigID != "":
-		c, err := getRecord[configRecord](tx, kindConfigs, t.ConfigID, "VolumeConfiguration")
+		c, err := records.Get[configRecord](tx, kindConfigs, t.ConfigID, "VolumeConfiguration")
 		if err != nil {
 			return volumeRecord{}, referenced(err)
 		}
@@ -172,7 +173,7 @@ func (s *Service) newVolume(tx *store.Tx, id string, body cimi.VolumeCreate, t t
 		Format:      spec.Format,
 	}
 	if t.ImageID != "" {
-		im, err := getRecord[imageRecord](tx, kindImages, t.ImageID, "VolumeImage")
+		im, err := records.Get[imageRecord](tx, kindImages, t.ImageID, "VolumeImage")
 		if err != nil {
 			return v, referenced(err)
 		}
@@ -223,14 +224,14 @@ func (s *Service) updateVolume(rq *api.Request) (api.Reply, error) {
 	}
 	if body.Capacity == 0 || body.Capacity == cur.CapacityKiB {
 		return s.syncUpdate(path, func(tx *store.Tx) error {
-			v, err := getRecord[volumeRecord](tx, kindVolumes, id, "Volume")
+			v, err := records.Get[volumeRecord](tx, kindVolumes, id, "Volume")
 			if err != nil {
 				return err
 			}
 			if err := applyUpdate(&v.meta, body.Common, selected, s.now()); err != nil {
 				return err
 			}
-			return putRecord(tx, kindVolumes, id, v)
+			return records.Put(tx, kindVolumes, id, v)
 		})
 	}
 	return s.resize(rq, cur, body, selected)
@@ -257,7 +258,7 @@ func (s *Service) resize(rq *api.Request, cur volumeRecord, body cimi.Volume, se
 	j, err := s.submit(job.Record{Kind: "volume.resize", Action: cimi.RelEdit, Name: "resize Volume", Target: path, Locks: locks},
 		volumeParams{VolumeID: cur.ID, CapacityKiB: want},
 		func(tx *store.Tx) error {
-			v, err := getRecord[volumeRecord](tx, kindVolumes, cur.ID, "Volume")
+			v, err := records.Get[volumeRecord](tx, kindVolumes, cur.ID, "Volume")
 			if err != nil {
 				return err
 			}
@@ -281,7 +282,7 @@ func (s *Service) resize(rq *api.Request, cur volumeRecord, body cimi.Volume, se
 			if err := applyUpdate(&v.meta, body.Common, selected, s.now()); err != nil {
 				return err
 			}
-			return putRecord(tx, kindVolumes, v.ID, v)
+			return records.Put(tx, kindVolumes, v.ID, v)
 		})
 	if err != nil {
 		return api.Reply{}, err
@@ -322,7 +323,7 @@ func (s *Service) deleteVolume(rq *api.Request) (api.Reply, error) {
 	j, err := s.submit(job.Record{Kind: "volume.delete", Action: cimi.RelDelete, Name: "delete Volume", Target: path, Locks: []string{path}},
 		volumeParams{VolumeID: id},
 		func(tx *store.Tx) error {
-			v, err := getRecord[volumeRecord](tx, kindVolumes, id, "Volume")
+			v, err := records.Get[volumeRecord](tx, kindVolumes, id, "Volume")
 			if err != nil {
 				return err
 			}
@@ -337,7 +338,7 @@ func (s *Service) deleteVolume(rq *api.Request) (api.Reply, error) {
 				return err
 			}
 			v.State = cimi.StateDeleting
-			return putRecord(tx, kindVolumes, id, v)
+			return records.Put(tx, kindVolumes, id, v)
 		})
 	if err != nil {
 		return api.Reply{}, err
@@ -377,10 +378,10 @@ func (s *Service) imagesOf(id string) (volumeRecord, []imageRecord, error) {
 	var out []imageRecord
 	err := s.db.View(func(tx *store.Tx) error {
 		var err error
-		if v, err = getRecord[volumeRecord](tx, kindVolumes, id, "Volume"); err != nil {
+		if v, err = records.Get[volumeRecord](tx, kindVolumes, id, "Volume"); err != nil {
 			return err
 		}
-		images, err := listRecords[imageRecord](tx, kindImages)
+		images, err := records.List[imageRecord](tx, kindImages)
 		if err != nil {
 			return err
 		}

@@ -2,6 +2,7 @@ package system
 
 import (
 	"bufio"
+	"cimid/agent/records"
 	"context"
 	"errors"
 	"fmt"
@@ -273,7 +274,7 @@ func (s *Service) describeExport(p exportParams) ([]*exportedMachine, *systemRec
 		if nets, err = listNetworks(tx); err != nil {
 			return err
 		}
-		systems, err := listRecords[systemRecord](tx, kindSystems)
+		systems, err := records.List[systemRecord](tx, kindSystems)
 		if err != nil {
 			return err
 		}

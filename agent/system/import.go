@@ -1,6 +1,7 @@
 package system
 
 import (
+	"cimid/agent/records"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -109,7 +110,7 @@ func (s *Service) startImport(rq *api.Request, p importParams, rec systemRecord,
 		Target: kindSystems, Affected: []string{kindSystems, systemPath(id)}, Locks: []string{systemPath(id)}}, p,
 		func(tx *store.Tx) error {
 			if p.TemplateID != "" {
-				t, err := getRecord[templateRecord](tx, kindTemplates, p.TemplateID, "SystemTemplate")
+				t, err := records.Get[templateRecord](tx, kindTemplates, p.TemplateID, "SystemTemplate")
 				if err != nil {
 					return err
 				}
@@ -117,7 +118,7 @@ func (s *Service) startImport(rq *api.Request, p importParams, rec systemRecord,
 					return errdefs.Conflictf("SystemTemplate %s is %s, not AVAILABLE", t.ID, t.State)
 				}
 			}
-			return putRecord(tx, kindSystems, id, rec)
+			return records.Put(tx, kindSystems, id, rec)
 		})
 	if err != nil {
 		s.takeSecret(jobID)
@@ -267,12 +268,12 @@ func (s *Service) runImport(ctx context.Context, x *job.Exec) error {
 				return err
 			}
 		}
-		r, err := getRecord[systemRecord](tx, kindSystems, p.SystemID, "System")
+		r, err := records.Get[systemRecord](tx, kindSystems, p.SystemID, "System")
 		if err != nil {
 			return err
 		}
 		r.State, r.StatusMessage, r.Updated = "", "", s.now()
-		return putRecord(tx, kindSystems, p.SystemID, r)
+		return records.Put(tx, kindSystems, p.SystemID, r)
 	})
 	if err != nil {
 		return err

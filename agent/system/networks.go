@@ -1,6 +1,7 @@
 package system
 
 import (
+	"cimid/agent/records"
 	"fmt"
 	"net"
 	"strings"
@@ -36,7 +37,7 @@ func (n networkView) label() string {
 }
 
 func listNetworks(tx *store.Tx) ([]networkView, error) {
-	return listRecords[networkView](tx, kindNetworks)
+	return records.List[networkView](tx, kindNetworks)
 }
 
 // networkMap maps the network names of a package to agent networks.

@@ -1,8 +1,8 @@
 package system
 
 import (
+	"cimid/agent/records"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -103,49 +103,10 @@ type templateRecord struct {
 	Warnings         []string    `json:"warnings,omitempty"`
 }
 
-func getRecord[T any](tx *store.Tx, kind, id, what string) (T, error) {
-	var rec T
-	b, err := tx.Get(kind, id)
-	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return rec, errdefs.NotFoundf("%s %s does not exist", what, id)
-		}
-		return rec, err
-	}
-	if err := json.Unmarshal(b, &rec); err != nil {
-		return rec, fmt.Errorf("decode %s %s: %w", what, id, err)
-	}
-	return rec, nil
-}
-
-func putRecord(tx *store.Tx, kind, id string, rec any) error {
-	b, err := json.Marshal(rec)
-	if err != nil {
-		return fmt.Errorf("encode %s/%s: %w", kind, id, err)
-	}
-	return tx.Put(kind, id, b)
-}
-
-func listRecords[T any](tx *store.Tx, kind string) ([]T, error) {
-	recs, err := tx.List(kind)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]T, 0, len(recs))
-	for _, r := range recs {
-		var v T
-		if err := json.Unmarshal(r.Value, &v); err != nil {
-			return nil, fmt.Errorf("decode %s/%s: %w", kind, r.ID, err)
-		}
-		out = append(out, v)
-	}
-	return out, nil
-}
-
 func (s *Service) loadSystem(id string) (systemRecord, error) {
 	var rec systemRecord
 	err := s.db.View(func(tx *store.Tx) (err error) {
-		rec, err = getRecord[systemRecord](tx, kindSystems, id, "System")
+		rec, err = records.Get[systemRecord](tx, kindSystems, id, "System")
 		return err
 	})
 	return rec, err
@@ -154,7 +115,7 @@ func (s *Service) loadSystem(id string) (systemRecord, error) {
 // updateSystem applies fn to a System record in one transaction.
 func (s *Service) updateSystemRecord(id string, fn func(*systemRecord) error) error {
 	return s.db.Update(func(tx *store.Tx) error {
-		rec, err := getRecord[systemRecord](tx, kindSystems, id, "System")
+		rec, err := records.Get[systemRecord](tx, kindSystems, id, "System")
 		if err != nil {
 			return err
 		}
@@ -162,7 +123,7 @@ func (s *Service) updateSystemRecord(id string, fn func(*systemRecord) error) er
 			return err
 		}
 		rec.Updated = s.now()
-		return putRecord(tx, kindSystems, id, rec)
+		return records.Put(tx, kindSystems, id, rec)
 	})
 }
 

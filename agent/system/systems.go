@@ -1,6 +1,7 @@
 package system
 
 import (
+	"cimid/agent/records"
 	"context"
 	"errors"
 	"fmt"
@@ -101,7 +102,7 @@ func (s *Service) systemDoc(urls api.URLs, rec systemRecord, v systemView) *cimi
 func (s *Service) listSystems(rq *api.Request) (api.Reply, error) {
 	var members []any
 	err := s.db.View(func(tx *store.Tx) error {
-		recs, err := listRecords[systemRecord](tx, kindSystems)
+		recs, err := records.List[systemRecord](tx, kindSystems)
 		if err != nil {
 			return err
 		}
@@ -128,7 +129,7 @@ func (s *Service) readSystem(id string) (systemRecord, systemView, error) {
 	var rec systemRecord
 	var v systemView
 	err := s.db.View(func(tx *store.Tx) (err error) {
-		if rec, err = getRecord[systemRecord](tx, kindSystems, id, "System"); err != nil {
+		if rec, err = records.Get[systemRecord](tx, kindSystems, id, "System"); err != nil {
 			return err
 		}
 		v, err = s.viewOf(tx, rec)
@@ -152,14 +153,14 @@ func (s *Service) updateSystem(rq *api.Request) (api.Reply, error) {
 	}
 	id := rq.Vars["id"]
 	return s.syncUpdate(systemPath(id), func(tx *store.Tx) error {
-		rec, err := getRecord[systemRecord](tx, kindSystems, id, "System")
+		rec, err := records.Get[systemRecord](tx, kindSystems, id, "System")
 		if err != nil {
 			return err
 		}
 		if err := applyUpdate(rq, &rec.meta, body.Common, s.now()); err != nil {
 			return err
 		}
-		return putRecord(tx, kindSystems, id, rec)
+		return records.Put(tx, kindSystems, id, rec)
 	})
 }
 
@@ -184,7 +185,7 @@ func (s *Service) createSystem(rq *api.Request) (api.Reply, error) {
 		}
 		var t templateRecord
 		err = s.db.View(func(tx *store.Tx) (err error) {
-			t, err = getRecord[templateRecord](tx, kindTemplates, id, "SystemTemplate")
+			t, err = records.Get[templateRecord](tx, kindTemplates, id, "SystemTemplate")
 			return err
 		})
 		if errdefs.Is(err, errdefs.NotFound) {
@@ -213,7 +214,7 @@ func (s *Service) deleteSystem(rq *api.Request) (api.Reply, error) {
 	j, err := s.submit(job.Record{Kind: "system.delete", Action: cimi.RelDelete, Name: "delete System", Target: path, Locks: []string{path}},
 		systemParams{SystemID: id},
 		func(tx *store.Tx) error {
-			rec, err := getRecord[systemRecord](tx, kindSystems, id, "System")
+			rec, err := records.Get[systemRecord](tx, kindSystems, id, "System")
 			if err != nil {
 				return err
 			}
@@ -224,7 +225,7 @@ func (s *Service) deleteSystem(rq *api.Request) (api.Reply, error) {
 				return errdefs.Conflictf("System %s is already being deleted", id)
 			}
 			rec.State, rec.StatusMessage = stateDeleting, ""
-			return putRecord(tx, kindSystems, id, rec)
+			return records.Put(tx, kindSystems, id, rec)
 		})
 	if err != nil {
 		return api.Reply{}, err
@@ -371,7 +372,7 @@ func (s *Service) actionHandler(name string) api.HandlerFunc {
 		j, err := s.submit(job.Record{Kind: "system." + name, Action: cimi.ActionURI(name), Name: name + " System", Target: path, Locks: []string{path}},
 			systemParams{SystemID: id, Action: name, Act: act},
 			func(tx *store.Tx) error {
-				rec, err := getRecord[systemRecord](tx, kindSystems, id, "System")
+				rec, err := records.Get[systemRecord](tx, kindSystems, id, "System")
 				if err != nil {
 					return err
 				}

@@ -2,6 +2,7 @@ package system
 
 import (
 	"archive/tar"
+	"cimid/agent/records"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -49,7 +50,7 @@ func (s *Service) templateDoc(urls api.URLs, t templateRecord) *cimi.SystemTempl
 func (s *Service) listTemplates(rq *api.Request) (api.Reply, error) {
 	var recs []templateRecord
 	err := s.db.View(func(tx *store.Tx) (err error) {
-		recs, err = listRecords[templateRecord](tx, kindTemplates)
+		recs, err = records.List[templateRecord](tx, kindTemplates)
 		return err
 	})
 	if err != nil {
@@ -68,7 +69,7 @@ func (s *Service) listTemplates(rq *api.Request) (api.Reply, error) {
 func (s *Service) loadTemplate(id string) (templateRecord, error) {
 	var t templateRecord
 	err := s.db.View(func(tx *store.Tx) (err error) {
-		t, err = getRecord[templateRecord](tx, kindTemplates, id, "SystemTemplate")
+		t, err = records.Get[templateRecord](tx, kindTemplates, id, "SystemTemplate")
 		return err
 	})
 	return t, err
@@ -89,7 +90,7 @@ func (s *Service) updateTemplate(rq *api.Request) (api.Reply, error) {
 	}
 	id := rq.Vars["id"]
 	return s.syncUpdate(templatePath(id), func(tx *store.Tx) error {
-		t, err := getRecord[templateRecord](tx, kindTemplates, id, "SystemTemplate")
+		t, err := records.Get[templateRecord](tx, kindTemplates, id, "SystemTemplate")
 		if err != nil {
 			return err
 		}
@@ -99,7 +100,7 @@ func (s *Service) updateTemplate(rq *api.Request) (api.Reply, error) {
 		if err := applyUpdate(rq, &t.meta, body.Common, s.now()); err != nil {
 			return err
 		}
-		return putRecord(tx, kindTemplates, id, t)
+		return records.Put(tx, kindTemplates, id, t)
 	})
 }
 
@@ -108,7 +109,7 @@ func (s *Service) deleteTemplate(rq *api.Request) (api.Reply, error) {
 	path := templatePath(id)
 	rec, err := s.jobs.Done(job.Record{Kind: "delete", Action: cimi.RelDelete, Name: "delete SystemTemplate", Target: path},
 		func(tx *store.Tx) error {
-			t, err := getRecord[templateRecord](tx, kindTemplates, id, "SystemTemplate")
+			t, err := records.Get[templateRecord](tx, kindTemplates, id, "SystemTemplate")
 			if err != nil {
 				return err
 			}
@@ -190,7 +191,7 @@ func (s *Service) startTemplateImport(rq *api.Request, raw string, m meta, creds
 	}
 	j, err := s.submit(job.Record{ID: jobID, Kind: "systemTemplate.import", Action: cimi.ActionURI("import"), Name: "import SystemTemplate",
 		Target: kindTemplates, Affected: []string{kindTemplates, templatePath(id)}, Locks: []string{templatePath(id)}}, p,
-		func(tx *store.Tx) error { return putRecord(tx, kindTemplates, id, t) })
+		func(tx *store.Tx) error { return records.Put(tx, kindTemplates, id, t) })
 	if err != nil {
 		s.takeSecret(jobID)
 		return api.Reply{}, err
@@ -271,13 +272,13 @@ func (s *Service) runTemplateImport(ctx context.Context, x *job.Exec) error {
 		}
 	}
 	err = s.db.Update(func(tx *store.Tx) error {
-		cur, err := getRecord[templateRecord](tx, kindTemplates, p.TemplateID, "SystemTemplate")
+		cur, err := records.Get[templateRecord](tx, kindTemplates, p.TemplateID, "SystemTemplate")
 		if err != nil {
 			return err
 		}
 		t.meta.Properties, t.meta.Description = cur.Properties, firstNonEmpty(cur.Description, t.Description)
 		t.State, t.Updated = templateAvailable, s.now()
-		return putRecord(tx, kindTemplates, p.TemplateID, t)
+		return records.Put(tx, kindTemplates, p.TemplateID, t)
 	})
 	if err != nil {
 		return err
@@ -344,7 +345,7 @@ func (s *Service) cleanupTemplateImport(_ context.Context, rec job.Record) error
 	}
 	s.takeSecret(rec.ID)
 	return s.db.Update(func(tx *store.Tx) error {
-		t, err := getRecord[templateRecord](tx, kindTemplates, p.TemplateID, "SystemTemplate")
+		t, err := records.Get[templateRecord](tx, kindTemplates, p.TemplateID, "SystemTemplate")
 		if errdefs.Is(err, errdefs.NotFound) || (err == nil && t.State != templateCreating) {
 			return nil
 		}
