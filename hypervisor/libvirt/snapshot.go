@@ -143,6 +143,7 @@ func (d *Driver) DeleteSnapshot(ctx context.Context, domain, name string) error 
 // ListSnapshots lists the snapshots of domain, oldest first.
 func (d *Driver) ListSnapshots(ctx context.Context, domain string) ([]hypervisor.SnapshotInfo, error) {
 	var list []hypervisor.SnapshotInfo
+	parents := map[string]string{}
 	err := d.withDomain(ctx, domain, func(dom *libvirt.Domain) error {
 		snaps, err := dom.ListAllSnapshots(0)
 		if err != nil {
@@ -158,37 +159,52 @@ func (d *Driver) ListSnapshots(ctx context.Context, domain string) ([]hypervisor
 			if err != nil {
 				return classify(err)
 			}
-			info, err := snapshotInfo(doc)
+			info, parent, err := snapshotInfo(doc)
 			if err != nil {
 				return err
 			}
 			list = append(list, info)
+			parents[info.Name] = parent
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list snapshots of domain %s: %w", domain, err)
 	}
+	// Creation times have one-second resolution: within a second, a
+	// snapshot comes after its ancestors.
+	depth := func(name string) int {
+		n := 0
+		for p := parents[name]; p != "" && n <= len(parents); p = parents[p] {
+			n++
+		}
+		return n
+	}
 	slices.SortFunc(list, func(a, b hypervisor.SnapshotInfo) int {
-		return cmp.Or(a.Created.Compare(b.Created), strings.Compare(a.Name, b.Name))
+		return cmp.Or(a.Created.Compare(b.Created), cmp.Compare(depth(a.Name), depth(b.Name)), strings.Compare(a.Name, b.Name))
 	})
 	return list, nil
 }
 
-func snapshotInfo(doc string) (hypervisor.SnapshotInfo, error) {
+// snapshotInfo reads a snapshot's description and the name of its parent.
+func snapshotInfo(doc string) (hypervisor.SnapshotInfo, string, error) {
 	var snap libvirtxml.DomainSnapshot
 	if err := snap.Unmarshal(doc); err != nil {
-		return hypervisor.SnapshotInfo{}, fmt.Errorf("parse snapshot XML: %w", err)
+		return hypervisor.SnapshotInfo{}, "", fmt.Errorf("parse snapshot XML: %w", err)
 	}
 	info := hypervisor.SnapshotInfo{Name: snap.Name, Running: snap.State == "running"}
 	if snap.CreationTime != "" {
 		secs, err := strconv.ParseInt(snap.CreationTime, 10, 64)
 		if err != nil {
-			return hypervisor.SnapshotInfo{}, fmt.Errorf("snapshot %q: creation time %q: %w", snap.Name, snap.CreationTime, err)
+			return hypervisor.SnapshotInfo{}, "", fmt.Errorf("snapshot %q: creation time %q: %w", snap.Name, snap.CreationTime, err)
 		}
 		info.Created = time.Unix(secs, 0).UTC()
 	}
-	return info, nil
+	parent := ""
+	if snap.Parent != nil {
+		parent = snap.Parent.Name
+	}
+	return info, parent, nil
 }
 
 func freeSnapshots(snaps []libvirt.DomainSnapshot) {
