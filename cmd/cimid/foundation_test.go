@@ -173,6 +173,7 @@ func TestStaleSocketIsReplacedAndLiveOneRefused(t *testing.T) {
 	}
 	// a second agent on the same live socket must refuse to start
 	other := newStateDir(t)
+	removeStateDirObjectsAtCleanup(t, other)
 	cmd := exec.Command(cimidBinary(t), "--state-dir", other, "--socket", d2.socket)
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "another process") {
@@ -184,6 +185,7 @@ func TestStaleSocketIsReplacedAndLiveOneRefused(t *testing.T) {
 // daemon_test.go) take IP addresses, so that what is exposed is explicit.
 func TestListenRefusesBadAddress(t *testing.T) {
 	dir := newStateDir(t)
+	removeStateDirObjectsAtCleanup(t, dir)
 	cmd := exec.Command(cimidBinary(t), "--state-dir", dir, "--socket", dir+"/s.sock", "--listen", "example.com:18443")
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "must be an IP address") {

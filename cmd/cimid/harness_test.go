@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cimid/store"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -241,23 +242,45 @@ func (d *daemon) waitJob(jobURI string, timeout time.Duration) map[string]any {
 }
 
 // removeLibvirtObjectsAtCleanup removes, when the test ends and after the
-// daemon is gone, everything its instance made in libvirt: domains (with
-// their managed saves and snapshot metadata), networks and the pool. The
-// state directory itself is removed by newStateDir's cleanup.
+// daemon is gone, everything its instance made in libvirt. The state
+// directory itself is removed by newStateDir's cleanup.
 func (d *daemon) removeLibvirtObjectsAtCleanup() {
-	prefix := "cimid-" + d.instance()
+	instance := d.instance()
 	d.t.Cleanup(func() {
 		d.kill()
-		if out, err := virsh("list", "--all", "--name"); err == nil {
-			for _, n := range strings.Fields(out) {
-				if strings.HasPrefix(n, prefix+"-") {
-					virsh("destroy", n)
-					virsh("undefine", "--managed-save", "--snapshots-metadata", n)
-				}
+		removeInstanceObjects(instance)
+	})
+}
+
+// removeStateDirObjectsAtCleanup does the same for an agent the test ran
+// by hand on dir, whose instance id is in its state file.
+func removeStateDirObjectsAtCleanup(t *testing.T, dir string) {
+	t.Cleanup(func() {
+		db, err := store.Open(filepath.Join(dir, "cimid.db"))
+		if err != nil {
+			return
+		}
+		instance, _ := db.InstanceID(func() string { return "" })
+		db.Close()
+		if instance != "" {
+			removeInstanceObjects(instance)
+		}
+	})
+}
+
+// removeInstanceObjects removes an instance's domains (with their managed
+// saves and snapshot metadata), networks and pool from libvirt.
+func removeInstanceObjects(instance string) {
+	prefix := "cimid-" + instance
+	if out, err := virsh("list", "--all", "--name"); err == nil {
+		for _, n := range strings.Fields(out) {
+			if strings.HasPrefix(n, prefix+"-") {
+				virsh("destroy", n)
+				virsh("undefine", "--managed-save", "--snapshots-metadata", n)
 			}
 		}
-		removeInstanceNetworks(prefix + "-")
-		virsh("pool-destroy", prefix)
-		virsh("pool-undefine", prefix)
-	})
+	}
+	removeInstanceNetworks(prefix + "-")
+	virsh("pool-destroy", prefix)
+	virsh("pool-undefine", prefix)
 }
