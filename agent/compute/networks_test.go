@@ -213,7 +213,7 @@ func TestMachineGetsInterfacesAndSeed(t *testing.T) {
 	}
 	seed := filepath.Join(h.dir, "seed", "machine-"+id+"-seed.iso")
 	last := spec.Disks[len(spec.Disks)-1]
-	if last.Device != "cdrom" || last.Path != seed || !last.ReadOnly || last.Bus != "sata" {
+	if last.Device != "cdrom" || last.Path != seed || !last.ReadOnly || last.Bus != "ide" {
 		t.Fatalf("domain disks: %+v", spec.Disks)
 	}
 	if _, err := os.Stat(seed); err != nil {

@@ -418,7 +418,7 @@ func (s *Service) devices(m machineNetRecord, ports []portRecord) (Devices, erro
 		d.NICs = append(d.NICs, hypervisor.NIC{Network: n.LibvirtName, MAC: p.MAC, Model: p.Model})
 	}
 	if m.Seed != nil {
-		d.Seed = &hypervisor.Disk{Path: m.SeedPath, Format: "raw", Target: "sda", Bus: "sata", Device: "cdrom", ReadOnly: true}
+		d.Seed = &hypervisor.Disk{Path: m.SeedPath, Format: "raw", Target: "hdc", Bus: "ide", Device: "cdrom", ReadOnly: true}
 	}
 	return d, nil
 }

@@ -125,7 +125,7 @@ func TestCheckInternalSnapshot(t *testing.T) {
 	}
 	qcow := disk(hypervisor.Disk{Path: "/a.qcow2", Format: "qcow2", Target: "vda"})
 	raw := disk(hypervisor.Disk{Path: "/b.raw", Format: "raw", Target: "vdb"})
-	iso := disk(hypervisor.Disk{Path: "/seed.iso", Format: "raw", Target: "sda", Device: "cdrom"})
+	iso := disk(hypervisor.Disk{Path: "/seed.iso", Format: "raw", Target: "hdc", Device: "cdrom"})
 	roRaw := disk(hypervisor.Disk{Path: "/c.raw", Format: "raw", Target: "vdc", ReadOnly: true})
 
 	if err := checkInternalSnapshot(def(qcow, iso, roRaw)); err != nil {

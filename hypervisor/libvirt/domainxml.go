@@ -126,14 +126,15 @@ func diskXML(d hypervisor.Disk) (libvirtxml.DomainDisk, error) {
 	return disk, nil
 }
 
-// diskBus defaults to virtio for disks and to SATA for CD-ROMs, which
-// virtio cannot carry.
+// diskBus defaults to virtio for disks and to IDE for CD-ROMs, which virtio
+// cannot carry: the "pc" machine's own IDE controller needs no driver beyond
+// ata_piix, which even minimal cloud kernels have, while SATA needs AHCI.
 func diskBus(bus, device string) string {
 	switch {
 	case bus != "":
 		return bus
 	case device == "cdrom":
-		return "sata"
+		return "ide"
 	default:
 		return "virtio"
 	}
