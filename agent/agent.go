@@ -103,6 +103,7 @@ func New(ctx context.Context, cfg Config, drv hypervisor.Driver, log *slog.Logge
 	}
 	a.events = events.New(db, a.log, 0)
 	a.jobs = job.NewRunner(db, a.log, job.Options{OnEnd: a.jobEnded})
+	a.jobs.SetOutagePolicy(hypervisorOutage(drv))
 	a.storage = storage.New(storage.Config{Instance: instance, StateDir: cfg.StateDir}, db, a.jobs, drv, a.log)
 	a.compute = compute.New(compute.Config{Instance: instance, StateDir: cfg.StateDir, DomainType: cfg.DomainType, Events: a.events,
 		Volumes: a.storage}, db, a.jobs, drv, a.log)

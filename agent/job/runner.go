@@ -34,6 +34,7 @@ type Runner struct {
 	base       context.Context // cancelled with errShutdown when draining ends
 	stopAll    context.CancelCauseFunc
 	progressIv time.Duration
+	outage     *OutagePolicy
 }
 
 type active struct {
@@ -355,7 +356,7 @@ func (r *Runner) run(ctx context.Context, k Kind, rec Record) {
 		return
 	}
 	x := &Exec{runner: r, rec: cur, log: log}
-	err = safeRun(ctx, k.Run, x)
+	err = r.runAttempts(ctx, k, x)
 	r.ended(ctx, log, x.Record(), x, err)
 }
 
