@@ -200,7 +200,8 @@ func (s *Service) runDelete(ctx context.Context, x *job.Exec) error {
 	}
 	m, err := s.loadMachine(p.MachineID)
 	if errdefs.Is(err, errdefs.NotFound) {
-		return nil // a resumed delete that had finished
+		x.SetMessage("Machine deleted with its disks before the Job was interrupted")
+		return nil
 	}
 	if err != nil {
 		return err
