@@ -61,7 +61,7 @@ func (a *Agent) serverCert() (*tls.Certificate, error) {
 	}
 	cert, created, err := authn.ServerCert(certFile, keyFile, hosts)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("TLS certificate %s (key %s) of the HTTPS listeners: %w", certFile, keyFile, err)
 	}
 	fp := authn.Fingerprint(cert.Leaf.Raw)
 	if created {
@@ -71,29 +71,64 @@ func (a *Agent) serverCert() (*tls.Certificate, error) {
 	return &cert, nil
 }
 
-// listen opens the unix socket and the TLS listeners.
-func (a *Agent) listen() ([]net.Listener, error) {
-	var out []net.Listener
-	closeAll := func() {
-		for _, l := range out {
-			l.Close()
-		}
+// claim takes, before anything changes, what can keep this agent from
+// running: the state directory's lock, the unix socket, the TCP addresses
+// and the TLS certificate. On failure it gives back what it took, removing
+// the state directory again when it created it.
+func (a *Agent) claim() (err error) {
+	lock, created, err := lockStateDir(a.cfg.StateDir)
+	if err != nil {
+		return err
 	}
+	a.stateLock = lock
+	defer func() {
+		if err != nil {
+			a.release()
+			if created {
+				os.Remove(a.cfg.StateDir) // only when still empty
+			}
+		}
+	}()
+	if err := a.listen(); err != nil {
+		return err
+	}
+	a.tlsCert, err = a.serverCert()
+	return err
+}
+
+// listen binds the unix socket and the TCP addresses. TLS goes on the TCP
+// listeners when they start serving (serveListeners).
+func (a *Agent) listen() error {
+	a.socketGID = socketGroup(a.cfg.SocketGroup)
 	l, err := listenUnix(a.cfg.Socket, a.socketGID, a.cfg.SocketGroup, a.log)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	out = append(out, l)
+	a.listeners = append(a.listeners, l)
 	for _, addr := range a.cfg.Listen {
 		tl, err := net.Listen("tcp", addr)
 		if err != nil {
-			closeAll()
-			return nil, fmt.Errorf("listen on %s: %w", addr, err)
+			return fmt.Errorf("listen on %s: %w", addr, err)
 		}
-		out = append(out, tls.NewListener(tl, a.authn.TLSConfig(*a.tlsCert)))
-		a.log.Info("serving HTTPS", "address", tl.Addr().String(), "fingerprint", authn.Fingerprint(a.tlsCert.Leaf.Raw))
+		a.listeners = append(a.listeners, tl)
 	}
-	return out, nil
+	return nil
+}
+
+// serveListeners returns the listeners to serve: the unix socket as it is,
+// the TCP ones behind TLS with client authentication.
+func (a *Agent) serveListeners() []net.Listener {
+	out := make([]net.Listener, 0, len(a.listeners))
+	for i, l := range a.listeners {
+		a.log.Info("serving CIMI", "address", l.Addr().String())
+		if i == 0 {
+			out = append(out, l)
+			continue
+		}
+		a.log.Info("serving HTTPS", "address", l.Addr().String(), "fingerprint", authn.Fingerprint(a.tlsCert.Leaf.Raw))
+		out = append(out, tls.NewListener(l, a.authn.TLSConfig(*a.tlsCert)))
+	}
+	return out
 }
 
 // newServer makes the HTTP server of every listener. Long-lived responses

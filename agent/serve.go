@@ -11,6 +11,7 @@ import (
 
 	"cimid/agent/api"
 	"cimid/agent/authn"
+	"cimid/agent/cimi"
 	"cimid/agent/job"
 	"cimid/agent/logctx"
 	"cimid/agent/metrics"
@@ -21,8 +22,8 @@ import (
 // the operational endpoints /metrics, /healthz and /readyz.
 
 // prepareFrontDoor sets up what New needs before the services exist:
-// metrics (the Job runner reports to them), authentication, the audit
-// trail and the TLS certificate.
+// metrics (the Job runner reports to them), authentication and the audit
+// trail. The TLS certificate was loaded with the listeners (listen.go).
 func (a *Agent) prepareFrontDoor() error {
 	a.metrics = metrics.NewRegistry()
 	metrics.Process(a.metrics, a.cfg.Version, a.started)
@@ -38,24 +39,22 @@ func (a *Agent) prepareFrontDoor() error {
 		return err
 	}
 	a.audit = audit
-	a.socketGID = socketGroup(a.cfg.SocketGroup)
 	a.authn = authn.New(authn.Options{Dir: filepath.Join(a.cfg.StateDir, "authn"), SocketGID: a.socketGID, Audit: audit})
-	cert, err := a.serverCert()
-	if err != nil {
-		audit.Close()
-		return err
-	}
-	a.tlsCert = cert
 	return nil
+}
+
+// statsInterval is how often the host metrics want a reading of the
+// statistics poller, and so how often libvirt's health is checked.
+func (a *Agent) statsInterval() time.Duration {
+	if a.cfg.StatsInterval <= 0 {
+		return 15 * time.Second
+	}
+	return a.cfg.StatsInterval
 }
 
 // buildFrontDoor wraps the API with everything the listeners add.
 func (a *Agent) buildFrontDoor(routes [][]api.Route) {
-	interval := a.cfg.StatsInterval
-	if interval <= 0 {
-		interval = 15 * time.Second
-	}
-	a.host = metrics.NewHost(a.metrics, a.drv, interval, a.machineOfDomain, a.log.With("component", "metrics"))
+	a.host = metrics.NewHost(a.metrics, a.machineOfDomain, a.log.With("component", "metrics"))
 	apiMetrics := metrics.NewAPI(a.metrics, routeNamer(routes))
 	mx := http.NewServeMux()
 	mx.Handle("GET /metrics", a.metrics.Handler())
@@ -64,7 +63,7 @@ func (a *Agent) buildFrontDoor(routes [][]api.Route) {
 		fmt.Fprintln(w, "ok")
 	})
 	mx.HandleFunc("GET /readyz", a.serveReadyz)
-	mx.Handle("/", a.handler)
+	mx.Handle("/", a.untilReady(a.handler))
 	a.front = a.requestLog(apiMetrics.Middleware(a.authn.Middleware(mx)))
 }
 
@@ -81,6 +80,61 @@ func (a *Agent) readiness() (bool, string) {
 		return false, "libvirt does not answer"
 	}
 	return true, "ok"
+}
+
+// untilReady answers every API request with 503 and a CIMI error until
+// the agent is ready. The listeners are bound, and serve, from the start,
+// so that a client learns at once why it cannot work yet (and /healthz,
+// /readyz and /metrics answer), rather than hanging on a socket nobody
+// accepts from, while the records are not yet reconciled with libvirt and
+// Jobs cannot run.
+func (a *Agent) untilReady(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a.ready.Load() {
+			next.ServeHTTP(w, r)
+			return
+		}
+		msg := "cimid is starting: it serves the API once its records are reconciled with libvirt; retry shortly (GET /readyz tells when)"
+		if a.draining.Load() {
+			msg = "cimid is stopping before it became ready"
+		}
+		w.Header().Set("Retry-After", "2")
+		writeUnavailable(w, r, msg)
+	})
+}
+
+// writeUnavailable answers 503 with the CIMI error document (a failed Job)
+// in the format the client asked for.
+func writeUnavailable(w http.ResponseWriter, r *http.Request, msg string) {
+	format, err := cimi.Negotiate(r.URL.Query().Get("$format"), r.Header.Get("Accept"))
+	if err != nil {
+		format = cimi.JSON
+	}
+	body := &cimi.Job{
+		Common:        cimi.Common{ResourceURI: cimi.TypeURI("Job")},
+		State:         cimi.JobFailed,
+		Action:        actionOf(r.Method),
+		ReturnCode:    http.StatusServiceUnavailable,
+		Progress:      100,
+		StatusMessage: msg,
+	}
+	w.Header().Set("Content-Type", format.ContentType())
+	w.Header().Set("CIMI-Specification-Version", cimi.SpecVersion)
+	w.WriteHeader(http.StatusServiceUnavailable)
+	_ = cimi.Encode(w, format, body)
+}
+
+// actionOf is the CIMI operation a request method stands for.
+func actionOf(method string) string {
+	switch method {
+	case http.MethodPost:
+		return cimi.RelAdd
+	case http.MethodPut:
+		return cimi.RelEdit
+	case http.MethodDelete:
+		return cimi.RelDelete
+	}
+	return ""
 }
 
 func (a *Agent) serveReadyz(w http.ResponseWriter, _ *http.Request) {

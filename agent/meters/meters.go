@@ -1,19 +1,18 @@
-// Package meters measures Machines: one bulk statistics call per interval
-// reads the counters of every running domain of this agent, the samples are
-// kept in the store for a window, and CIMI Meters (created from the
-// provider's MeterConfigurations) show them per Machine and aspect.
+// Package meters measures Machines: each reading of the shared statistics
+// poller (agent/domstats) gives the counters of every running domain of
+// this agent, the samples are kept in the store for a window, and CIMI
+// Meters (created from the provider's MeterConfigurations) show them per
+// Machine and aspect.
 package meters
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"time"
 
-	"cimid/hypervisor"
+	"cimid/agent/domstats"
 	"cimid/store"
 )
 
@@ -36,13 +35,13 @@ type Config struct {
 type Service struct {
 	cfg  Config
 	db   *store.DB
-	drv  hypervisor.StatsDriver
 	jobs Jobs
 	log  *slog.Logger
 	now  func() time.Time
 
-	mu         sync.Mutex
-	lastErrLog time.Time
+	// failing is whether the last reading had no statistics, so that a
+	// lasting failure is logged once and its end once.
+	failing bool
 }
 
 // counters is one stored sample of a Machine.
@@ -57,52 +56,44 @@ type counters struct {
 	NetTx         uint64 `json:"tx"`
 }
 
-// New makes the service.
-func New(cfg Config, db *store.DB, drv hypervisor.StatsDriver, jobs Jobs, log *slog.Logger) *Service {
+// New makes the service. It samples what it is given through Observe.
+func New(cfg Config, db *store.DB, jobs Jobs, log *slog.Logger) *Service {
 	if cfg.Interval == 0 {
 		cfg.Interval = 10 * time.Second
 	}
 	if cfg.Window == 0 {
 		cfg.Window = time.Hour
 	}
-	return &Service{cfg: cfg, db: db, drv: drv, jobs: jobs, log: log.With("service", "meters"), now: time.Now}
+	return &Service{cfg: cfg, db: db, jobs: jobs, log: log.With("service", "meters"), now: time.Now}
 }
 
-// Run samples every interval until ctx ends.
-func (s *Service) Run(ctx context.Context) {
-	t := time.NewTicker(s.cfg.Interval)
-	defer t.Stop()
-	for {
-		s.sample(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
+// Interval is how often the service wants a reading: the sample interval
+// its MeterConfigurations advertise.
+func (s *Service) Interval() time.Duration { return s.cfg.Interval }
 
 func sampleKey(machineID string, t time.Time) string {
 	return fmt.Sprintf("%s/%019d", machineID, t.UnixNano())
 }
 
-// sample reads all domains' counters in one call and stores ours.
-func (s *Service) sample(ctx context.Context) {
-	stats, err := s.drv.AllDomainStats(ctx)
-	if err != nil {
-		s.mu.Lock()
-		if time.Since(s.lastErrLog) > 10*time.Minute {
-			s.log.Warn("cannot read domain statistics; meters get no samples", "err", err)
-			s.lastErrLog = time.Now()
+// Observe stores the counters of this agent's domains in a reading as one
+// sample each, and drops the samples older than the window. It is meant to
+// be subscribed to the statistics poller and called from one goroutine.
+func (s *Service) Observe(snap domstats.Snapshot) {
+	if snap.Err != nil {
+		if !s.failing {
+			s.log.Warn("cannot read domain statistics; meters get no samples until they can", "err", snap.Err)
 		}
-		s.mu.Unlock()
+		s.failing = true
 		return
 	}
-	now := s.now()
+	if s.failing {
+		s.log.Info("domain statistics readable again; meters get samples")
+		s.failing = false
+	}
 	prefix := "cimid-" + s.cfg.Instance + "-"
-	cutoff := now.Add(-s.cfg.Window)
-	err = s.db.Update(func(tx *store.Tx) error {
-		for _, st := range stats {
+	cutoff := snap.At.Add(-s.cfg.Window)
+	err := s.db.Update(func(tx *store.Tx) error {
+		for _, st := range snap.Stats {
 			id, ok := strings.CutPrefix(st.Name, prefix)
 			if !ok {
 				continue
@@ -113,7 +104,7 @@ func (s *Service) sample(ctx context.Context) {
 			if err != nil {
 				return err
 			}
-			if err := tx.Put(kindSamples, sampleKey(id, now), b); err != nil {
+			if err := tx.Put(kindSamples, sampleKey(id, snap.At), b); err != nil {
 				return err
 			}
 			if _, err := tx.DeletePrefix(kindSamples, id+"/", sampleKey(id, cutoff)); err != nil {

@@ -1,8 +1,8 @@
 package meters
 
 import (
-	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -13,16 +13,11 @@ import (
 	"time"
 
 	"cimid/agent/api"
+	"cimid/agent/domstats"
 	"cimid/agent/job"
 	"cimid/hypervisor"
 	"cimid/store"
 )
-
-type stubStats struct{ stats []hypervisor.DomainStats }
-
-func (s *stubStats) AllDomainStats(context.Context) ([]hypervisor.DomainStats, error) {
-	return s.stats, nil
-}
 
 func TestSamplesBecomeMeterValues(t *testing.T) {
 	db, err := store.Open(filepath.Join(t.TempDir(), "s.db"))
@@ -32,21 +27,23 @@ func TestSamplesBecomeMeterValues(t *testing.T) {
 	defer db.Close()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	jobs := job.NewRunner(db, log, job.Options{})
-	drv := &stubStats{}
-	s := New(Config{Instance: "inst", MachineExists: func(id string) bool { return id == "m1" }}, db, drv, jobs, log)
+	s := New(Config{Instance: "inst", MachineExists: func(id string) bool { return id == "m1" }}, db, jobs, log)
 	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	s.now = func() time.Time { return clock }
+	observe := func(stats ...hypervisor.DomainStats) {
+		s.Observe(domstats.Snapshot{At: clock, Up: true, Stats: stats})
+	}
 
 	// two samples 10 s apart; the second used 5 s of CPU on 1 vCPU: 50 %
-	drv.stats = []hypervisor.DomainStats{
-		{Name: "cimid-inst-m1", CPUTimeNs: 1e9, VCPUs: 1, MemoryKiB: 1024, DiskWriteBytes: 100},
-		{Name: "cimid-other-m9", CPUTimeNs: 1},
-		{Name: "foreign", CPUTimeNs: 1},
-	}
-	s.sample(context.Background())
+	others := []hypervisor.DomainStats{{Name: "cimid-other-m9", CPUTimeNs: 1}, {Name: "foreign", CPUTimeNs: 1}}
+	observe(append([]hypervisor.DomainStats{{Name: "cimid-inst-m1", CPUTimeNs: 1e9, VCPUs: 1, MemoryKiB: 1024, DiskWriteBytes: 100}}, others...)...)
 	clock = clock.Add(10 * time.Second)
-	drv.stats[0].CPUTimeNs, drv.stats[0].DiskWriteBytes = 6e9, 300
-	s.sample(context.Background())
+	observe(append([]hypervisor.DomainStats{{Name: "cimid-inst-m1", CPUTimeNs: 6e9, VCPUs: 1, MemoryKiB: 1024, DiskWriteBytes: 300}}, others...)...)
+	// a reading without statistics (libvirt down, or the bulk call failed)
+	// stores nothing
+	clock = clock.Add(5 * time.Second)
+	s.Observe(domstats.Snapshot{At: clock, Err: errors.New("libvirt does not answer")})
+	s.Observe(domstats.Snapshot{At: clock, Up: true, Err: errors.New("bulk call failed")})
 
 	srv := api.NewServer(log, s.Routes())
 	do := func(method, path, body string) *httptest.ResponseRecorder {
@@ -93,7 +90,7 @@ func TestSamplesBecomeMeterValues(t *testing.T) {
 	}
 	// samples older than the window are pruned at the next sample
 	clock = clock.Add(2 * time.Hour)
-	s.sample(context.Background())
+	observe(hypervisor.DomainStats{Name: "cimid-inst-m1", CPUTimeNs: 7e9, VCPUs: 1})
 	if recs, _ := db.List(kindSamples); len(recs) != 1 {
 		t.Fatalf("%d samples after the window passed, want 1", len(recs))
 	}

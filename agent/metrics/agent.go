@@ -1,7 +1,6 @@
 package metrics
 
 import (
-	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -10,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"cimid/agent/domstats"
 	"cimid/hypervisor"
 )
 
@@ -124,18 +124,10 @@ func Process(r *Registry, version string, started time.Time) {
 	r.GaugeFunc("cimid_goroutines", "Goroutines of the agent process.", func() float64 { return float64(runtime.NumGoroutine()) })
 }
 
-// StatsSource is what the host collector reads.
-type StatsSource interface {
-	Ping(ctx context.Context) error
-	AllDomainStats(ctx context.Context) ([]hypervisor.DomainStats, error)
-}
-
-// Host polls the hypervisor: whether it answers, and the counters of every
-// running machine in one bulk call per interval. Scrapes read what the
-// last poll saw; they never call the hypervisor.
+// Host shows what the statistics poller (agent/domstats) read: whether
+// the hypervisor answers, and the counters of every running machine.
+// Scrapes read what the last reading saw; they never call the hypervisor.
 type Host struct {
-	src       StatsSource
-	interval  time.Duration
 	machineOf func(domain string) (string, bool)
 	log       *slog.Logger
 
@@ -161,10 +153,10 @@ type Host struct {
 
 // NewHost registers the host families. machineOf maps a domain name to the
 // Machine id it belongs to (false for domains that are not this agent's).
-func NewHost(r *Registry, src StatsSource, interval time.Duration, machineOf func(string) (string, bool), log *slog.Logger) *Host {
+func NewHost(r *Registry, machineOf func(string) (string, bool), log *slog.Logger) *Host {
 	m := []string{"machine"}
 	return &Host{
-		src: src, interval: interval, machineOf: machineOf, log: log,
+		machineOf: machineOf, log: log,
 		connected:   r.Gauge("cimid_libvirt_connected", "1 when libvirt answered the last check, 0 when it did not."),
 		lastPoll:    r.Gauge("cimid_libvirt_last_check_timestamp_seconds", "When libvirt was last checked (Unix time)."),
 		pollErrors:  r.Counter("cimid_libvirt_stats_errors_total", "Bulk statistics calls that failed (the machine series are then absent).", "reason"),
@@ -181,52 +173,29 @@ func NewHost(r *Registry, src StatsSource, interval time.Duration, machineOf fun
 	}
 }
 
-// Run polls now and then every interval until ctx ends.
-func (h *Host) Run(ctx context.Context) {
-	t := time.NewTicker(h.interval)
-	defer t.Stop()
-	for {
-		h.poll(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
-// Connected reports what the last poll saw; known is false before the
-// first poll.
+// Connected reports what the last reading saw; known is false before the
+// first.
 func (h *Host) Connected() (up, known bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.up, h.polled
 }
 
-func (h *Host) poll(ctx context.Context) {
-	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	err := h.src.Ping(pctx)
-	cancel()
-	if ctx.Err() != nil {
-		return
-	}
-	up := err == nil
-	h.lastPoll.Set(float64(time.Now().UnixNano()) / 1e9)
-	h.setConnected(up)
-	if !up {
+// Observe takes one reading of the statistics poller. It is meant to be
+// subscribed to the poller and called from one goroutine.
+func (h *Host) Observe(snap domstats.Snapshot) {
+	h.lastPoll.Set(float64(snap.At.UnixNano()) / 1e9)
+	h.setConnected(snap.Up)
+	if !snap.Up {
 		h.clearMachines()
 		return
 	}
-	start := time.Now()
-	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	stats, err := h.src.AllDomainStats(sctx)
-	cancel()
-	h.pollSeconds.Observe(time.Since(start).Seconds())
+	h.pollSeconds.Observe(snap.Took.Seconds())
 	h.mu.Lock()
 	prev := h.statsErr
-	h.statsErr = err
+	h.statsErr = snap.Err
 	h.mu.Unlock()
-	if err != nil {
+	if err := snap.Err; err != nil {
 		reason := "error"
 		if errors.Is(err, hypervisor.ErrUnavailable) {
 			reason = "unavailable"
@@ -243,7 +212,7 @@ func (h *Host) poll(ctx context.Context) {
 	}
 	cpu, vcpus, mem, memUsed := map[string]float64{}, map[string]float64{}, map[string]float64{}, map[string]float64{}
 	rd, wr, rx, tx := map[string]float64{}, map[string]float64{}, map[string]float64{}, map[string]float64{}
-	for _, s := range stats {
+	for _, s := range snap.Stats {
 		id, ok := h.machineOf(s.Name)
 		if !ok {
 			continue

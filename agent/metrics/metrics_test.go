@@ -2,14 +2,12 @@ package metrics
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +15,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"cimid/agent/domstats"
 	"cimid/hypervisor"
 )
 
@@ -138,44 +137,24 @@ func TestAPIMiddleware(t *testing.T) {
 	}
 }
 
-type fakeSource struct {
-	mu       sync.Mutex
-	pingErr  error
-	statsErr error
-	stats    []hypervisor.DomainStats
-	calls    int
-}
-
-func (f *fakeSource) Ping(context.Context) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.pingErr
-}
-
-func (f *fakeSource) AllDomainStats(context.Context) ([]hypervisor.DomainStats, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.calls++
-	return f.stats, f.statsErr
-}
-
 func TestHost(t *testing.T) {
-	src := &fakeSource{stats: []hypervisor.DomainStats{
+	stats := []hypervisor.DomainStats{
 		{Name: "cimid-abc-m1", CPUTimeNs: 2_500_000_000, VCPUs: 2, MemoryKiB: 1024, MemoryUsedKiB: 512, DiskReadBytes: 10, DiskWriteBytes: 20, NetRxBytes: 30, NetTxBytes: 40},
 		{Name: "someone-else", CPUTimeNs: 1},
-	}}
+	}
 	r := NewRegistry()
 	machineOf := func(d string) (string, bool) { return strings.CutPrefix(d, "cimid-abc-") }
-	h := NewHost(r, src, time.Hour, machineOf, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	h := NewHost(r, machineOf, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	scrape := func() map[string]*dto.MetricFamily {
 		var buf bytes.Buffer
 		r.WriteText(&buf)
 		return Parse(t, buf.Bytes())
 	}
 	if _, known := h.Connected(); known {
-		t.Fatal("connection known before the first poll")
+		t.Fatal("connection known before the first reading")
 	}
-	h.poll(context.Background())
+	at := time.Unix(1_700_000_000, 0)
+	h.Observe(domstats.Snapshot{At: at, Up: true, Stats: stats, Took: 20 * time.Millisecond})
 	fams := scrape()
 	for _, tc := range []struct {
 		name string
@@ -190,6 +169,16 @@ func TestHost(t *testing.T) {
 			t.Errorf("%s = %v (%v), want %v", tc.name, v, ok, tc.want)
 		}
 	}
+	for _, tc := range []struct {
+		name string
+		want float64
+	}{
+		{"cimid_machines_running", 1}, {"cimid_libvirt_stats_duration_seconds", 1}, {"cimid_libvirt_last_check_timestamp_seconds", 1_700_000_000},
+	} {
+		if v, ok := value(t, fams, tc.name); !ok || v != tc.want {
+			t.Errorf("%s = %v (%v), want %v", tc.name, v, ok, tc.want)
+		}
+	}
 	if len(fams["cimid_machine_cpu_seconds_total"].Metric) != 1 {
 		t.Error("a foreign domain shows up in the machine metrics")
 	}
@@ -198,10 +187,7 @@ func TestHost(t *testing.T) {
 	}
 
 	// Bulk statistics failing: connection still up, machine series gone.
-	src.mu.Lock()
-	src.statsErr = errors.New("not implemented")
-	src.mu.Unlock()
-	h.poll(context.Background())
+	h.Observe(domstats.Snapshot{At: at, Up: true, Err: errors.New("not implemented")})
 	fams = scrape()
 	if _, ok := value(t, fams, "cimid_machine_cpu_seconds_total", "machine", "m1"); ok {
 		t.Error("stale machine series after a failed bulk call")
@@ -209,20 +195,24 @@ func TestHost(t *testing.T) {
 	if v, _ := value(t, fams, "cimid_libvirt_stats_errors_total", "reason", "error"); v != 1 {
 		t.Errorf("stats errors = %v", v)
 	}
+	if up, _ := h.Connected(); !up {
+		t.Error("a failed bulk call shows libvirt as not answering")
+	}
 
-	// libvirt gone: not connected, no bulk call.
-	src.mu.Lock()
-	src.pingErr = hypervisor.ErrUnavailable
-	calls := src.calls
-	src.mu.Unlock()
-	h.poll(context.Background())
+	// libvirt gone: not connected, no machine series, no bulk call counted.
+	h.Observe(domstats.Snapshot{At: at, Up: true, Stats: stats})
+	h.Observe(domstats.Snapshot{At: at, Err: hypervisor.ErrUnavailable})
 	if up, known := h.Connected(); up || !known {
 		t.Errorf("connected = %v, known = %v", up, known)
 	}
-	if v, _ := value(t, scrape(), "cimid_libvirt_connected"); v != 0 {
+	fams = scrape()
+	if v, _ := value(t, fams, "cimid_libvirt_connected"); v != 0 {
 		t.Errorf("connected gauge = %v", v)
 	}
-	if src.calls != calls {
-		t.Error("bulk statistics called while libvirt does not answer")
+	if _, ok := value(t, fams, "cimid_machine_cpu_seconds_total", "machine", "m1"); ok {
+		t.Error("machine series kept while libvirt does not answer")
+	}
+	if v, _ := value(t, fams, "cimid_libvirt_stats_errors_total", "reason", "unavailable"); v != 0 {
+		t.Errorf("a failed check counted as a failed bulk call: %v", v)
 	}
 }

@@ -1,7 +1,7 @@
 // Package metrics keeps the agent's measurements and serves them in the
 // Prometheus text exposition format (version 0.0.4): API requests by route
 // and status, Jobs by action and outcome, the libvirt connection, and the
-// per-machine counters of one bulk statistics call per interval.
+// per-machine counters read by the shared statistics poller (agent/domstats).
 //
 // A Registry is an ordinary value owned by the agent; there is no global
 // registry. Families are counters, gauges and histograms with fixed label

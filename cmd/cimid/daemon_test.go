@@ -7,6 +7,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -36,6 +37,7 @@ import (
 
 	"cimid/agent/authn"
 	"cimid/hypervisor/testguest"
+	"cimid/store"
 )
 
 // The tests in this file run cimid as an operator would: under a service
@@ -570,6 +572,153 @@ next:
 		}
 	}
 	return 0, false
+}
+
+// seedInstance gives a fresh state directory the instance id of a new
+// agent, so that the test knows the names of the libvirt objects that
+// agent would make. Nothing else is in the store.
+func seedInstance(t *testing.T, dir string) string {
+	t.Helper()
+	var b [4]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		t.Fatal(err)
+	}
+	instance := fmt.Sprintf("%x", b)
+	db, err := store.Open(filepath.Join(dir, "cimid.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if got, err := db.InstanceID(func() string { return instance }); err != nil || got != instance {
+		t.Fatalf("seed instance id: %q %v", got, err)
+	}
+	t.Cleanup(func() { removeInstanceObjects(instance) })
+	return instance
+}
+
+// dirDigest sums the names, modes and contents of the files of a state
+// directory, to tell whether anything in it changed.
+func dirDigest(t *testing.T, dir string) string {
+	t.Helper()
+	h := sha256.New()
+	err := filepath.WalkDir(dir, func(path string, e os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := e.Info()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(h, "%s %v\n", path, fi.Mode())
+		if fi.Mode().IsRegular() {
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			h.Write(b)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("%x", h.Sum(nil))
+}
+
+// libvirtObjectsOf lists the storage pools and networks libvirt has for an
+// instance.
+func libvirtObjectsOf(t *testing.T, instance string) []string {
+	t.Helper()
+	var found []string
+	for _, list := range [][]string{{"pool-list", "--all", "--name"}, {"net-list", "--all", "--name"}} {
+		out, err := virsh(list...)
+		if err != nil {
+			t.Fatalf("virsh %s: %v %s", strings.Join(list, " "), err, out)
+		}
+		for _, n := range strings.Fields(out) {
+			if n == "cimid-"+instance || strings.HasPrefix(n, "cimid-"+instance+"-") {
+				found = append(found, list[0]+" "+n)
+			}
+		}
+	}
+	return found
+}
+
+// TestDaemonRefusedStartTouchesNothing starts a second agent where it
+// cannot run: on the socket a running agent serves, on the running
+// agent's state directory, on a TCP port in use, and with an unusable TLS
+// certificate. Each exits with an error saying why before it changes
+// anything: libvirt has no storage pool or network of its instance, its
+// state directory is as it was, and the running agent still serves.
+func TestDaemonRefusedStartTouchesNothing(t *testing.T) {
+	first := launch(t, newStateDir(t), nil)
+	first.waitServing()
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	junk := t.TempDir()
+	badCert, badKey := filepath.Join(junk, "server.crt"), filepath.Join(junk, "server.key")
+	if err := os.WriteFile(badCert, []byte("-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(badKey, []byte("not a key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	otherSocket := filepath.Join(junk, "second.sock")
+
+	for _, tc := range []struct {
+		name      string
+		sharedDir bool // the running agent's state directory
+		args      []string
+		want      string // in the error logged
+	}{
+		{name: "socket served", args: []string{"--socket", first.socket}, want: "is served by another process"},
+		{name: "state directory in use", sharedDir: true, args: []string{"--socket", otherSocket}, want: "is in use by another running cimid"},
+		{name: "port in use", args: []string{"--listen", busy.Addr().String()}, want: "address already in use"},
+		{name: "unusable certificate", args: []string{"--listen", "127.0.0.1:0", "--tls-cert", badCert, "--tls-key", badKey},
+			want: "TLS certificate " + badCert},
+	} {
+		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
+			dir, instance := first.stateDir, first.instance()
+			if !tc.sharedDir {
+				dir = newStateDir(t)
+				instance = seedInstance(t, dir)
+			}
+			before := dirDigest(t, dir)
+			d := launch(t, dir, nil, tc.args...)
+			select {
+			case <-d.exited:
+			case <-time.After(60 * time.Second):
+				t.Fatalf("the second cimid did not give up within 60 s:\n%s", d.logText())
+			}
+			log := d.logText()
+			if code := d.cmd.ProcessState.ExitCode(); code != exitFailure {
+				t.Fatalf("the second cimid exited %d, want %d:\n%s", code, exitFailure, log)
+			}
+			if !strings.Contains(log, `msg="start failed"`) || !strings.Contains(log, tc.want) {
+				t.Errorf("the second cimid does not say %q:\n%s", tc.want, log)
+			}
+			if strings.Contains(log, "serving CIMI") {
+				t.Errorf("the refused cimid served:\n%s", log)
+			}
+			if !tc.sharedDir {
+				if objs := libvirtObjectsOf(t, instance); len(objs) > 0 {
+					t.Errorf("the refused cimid made libvirt objects: %v", objs)
+				}
+				if dirDigest(t, dir) != before {
+					t.Errorf("the refused cimid changed its state directory %s", dir)
+				}
+			}
+			if _, err := os.Stat(otherSocket); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("a socket was left at %s: %v", otherSocket, err)
+			}
+			if r := first.get("cloudEntryPoint"); r.Status != http.StatusOK {
+				t.Fatalf("the running cimid stopped serving: %d %s", r.Status, r.Body)
+			}
+		})
+	}
 }
 
 // TestDaemonMetrics scrapes /metrics before and after work: request and

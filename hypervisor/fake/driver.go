@@ -39,6 +39,7 @@ type Driver struct {
 	pools         map[string]string // name -> directory
 	networks      map[string]*network
 	stats         map[string]hypervisor.DomainStats
+	statsCalls    int
 	bridgeSeq     int
 }
 

@@ -24,6 +24,7 @@ func (d *Driver) SetStats(name string, stats hypervisor.DomainStats) {
 func (d *Driver) AllDomainStats(ctx context.Context) ([]hypervisor.DomainStats, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.statsCalls++
 	if err := d.enter(ctx, "AllDomainStats"); err != nil {
 		return nil, err
 	}
@@ -45,4 +46,12 @@ func (d *Driver) AllDomainStats(ctx context.Context) ([]hypervisor.DomainStats, 
 	}
 	slices.SortFunc(list, func(a, b hypervisor.DomainStats) int { return strings.Compare(a.Name, b.Name) })
 	return list, nil
+}
+
+// StatsCalls is how many times AllDomainStats was called, failed calls
+// included.
+func (d *Driver) StatsCalls() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.statsCalls
 }
