@@ -50,6 +50,9 @@ type Disk struct {
 	Device   string // "disk" (default) or "cdrom"
 	ReadOnly bool
 	Serial   string // optional serial number visible to the guest
+	// Shareable lets several running domains write the image at once: it
+	// must be raw, and the host page cache is bypassed.
+	Shareable bool
 }
 
 // NIC is one network interface of a domain.

@@ -19,7 +19,10 @@ type Volume struct {
 	DiskFormat string `json:"diskFormat,omitempty" xml:"diskFormat,omitempty"`
 	// Format (extension on Volume) is the file system made on the volume
 	// at creation; empty when it was left unformatted.
-	Format     string      `json:"format,omitempty" xml:"format,omitempty"`
+	Format string `json:"format,omitempty" xml:"format,omitempty"`
+	// Shareable (extension) tells whether the volume may be attached to
+	// several Machines at once.
+	Shareable  *bool       `json:"shareable,omitempty" xml:"shareable,omitempty"`
 	Operations []Operation `json:"operations,omitempty" xml:"operation,omitempty"`
 	Extra      Extra       `json:"-" xml:",any"`
 }
@@ -32,7 +35,10 @@ type VolumeConfiguration struct {
 	Format   string `json:"format,omitempty" xml:"format,omitempty"`
 	Capacity int64  `json:"capacity" xml:"capacity"`
 	// DiskFormat (extension) is the image format: qcow2 (default) or raw.
-	DiskFormat string      `json:"diskFormat,omitempty" xml:"diskFormat,omitempty"`
+	DiskFormat string `json:"diskFormat,omitempty" xml:"diskFormat,omitempty"`
+	// Shareable (extension) makes volumes that attach to several Machines
+	// at once; they are raw.
+	Shareable  *bool       `json:"shareable,omitempty" xml:"shareable,omitempty"`
 	Operations []Operation `json:"operations,omitempty" xml:"operation,omitempty"`
 	Extra      Extra       `json:"-" xml:",any"`
 }
@@ -50,6 +56,7 @@ type VolumeConfigurationCreate struct {
 	Format      string     `json:"format,omitempty" xml:"format,omitempty"`
 	Capacity    int64      `json:"capacity" xml:"capacity"`
 	DiskFormat  string     `json:"diskFormat,omitempty" xml:"diskFormat,omitempty"`
+	Shareable   *bool      `json:"shareable,omitempty" xml:"shareable,omitempty"`
 	Extra       Extra      `json:"-" xml:",any"`
 }
 
@@ -66,6 +73,7 @@ type VolumeConfigInput struct {
 	Format      string     `json:"format,omitempty" xml:"format,omitempty"`
 	Capacity    int64      `json:"capacity,omitempty" xml:"capacity,omitempty"`
 	DiskFormat  string     `json:"diskFormat,omitempty" xml:"diskFormat,omitempty"`
+	Shareable   *bool      `json:"shareable,omitempty" xml:"shareable,omitempty"`
 	Extra       Extra      `json:"-" xml:",any"`
 }
 

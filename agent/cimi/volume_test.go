@@ -46,3 +46,58 @@ func TestMachineVolumeRequests(t *testing.T) {
 		t.Fatalf("unknown JSON attribute accepted: %v", err)
 	}
 }
+
+func TestShareableBothFormats(t *testing.T) {
+	yes := true
+	v := &Volume{Common: Common{ResourceURI: TypeURI("Volume"), ID: "http://h/cimi/volumes/1"}, State: StateAvailable,
+		Capacity: 1024, DiskFormat: "raw", Shareable: &yes}
+	var x, js bytes.Buffer
+	if err := Encode(&x, XML, v); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(x.String(), "<shareable>true</shareable>") {
+		t.Errorf("XML Volume lacks shareable:\n%s", x.String())
+	}
+	if err := Encode(&js, JSON, v); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(js.String(), `"shareable":true`) {
+		t.Errorf("JSON Volume lacks shareable:\n%s", js.String())
+	}
+
+	var fromJSON, fromXML VolumeCreate
+	body := `{"resourceURI":"` + TypeURI("VolumeCreate") + `","volumeTemplate":{"volumeConfig":{"capacity":1024,"shareable":true}}}`
+	if err := DecodeRequest([]byte(body), JSON, &fromJSON, "VolumeCreate"); err != nil {
+		t.Fatal(err)
+	}
+	xmlBody := `<VolumeCreate xmlns="` + Namespace + `"><volumeTemplate><volumeConfig><capacity>1024</capacity>` +
+		`<shareable>true</shareable></volumeConfig></volumeTemplate></VolumeCreate>`
+	if err := DecodeRequest([]byte(xmlBody), XML, &fromXML, "VolumeCreate"); err != nil {
+		t.Fatal(err)
+	}
+	for what, vc := range map[string]VolumeCreate{"JSON": fromJSON, "XML": fromXML} {
+		cfg := vc.VolumeTemplate.VolumeConfig
+		if cfg == nil || cfg.Shareable == nil || !*cfg.Shareable || cfg.Capacity != 1024 {
+			t.Errorf("%s VolumeCreate decoded as %+v", what, cfg)
+		}
+	}
+	var conf VolumeConfigurationCreate
+	if err := DecodeRequest([]byte(`{"capacity":1024,"shareable":false}`), JSON, &conf, "VolumeConfigurationCreate"); err != nil {
+		t.Fatal(err)
+	}
+	if conf.Shareable == nil || *conf.Shareable {
+		t.Errorf("VolumeConfigurationCreate shareable decoded as %v", conf.Shareable)
+	}
+	for what, bad := range map[string]struct {
+		body string
+		f    Format
+	}{
+		"JSON string": {`{"volumeTemplate":{"volumeConfig":{"capacity":1024,"shareable":"yes"}}}`, JSON},
+		"XML word":    {`<VolumeCreate><volumeTemplate><volumeConfig><shareable>yes</shareable></volumeConfig></volumeTemplate></VolumeCreate>`, XML},
+	} {
+		var vc VolumeCreate
+		if err := DecodeRequest([]byte(bad.body), bad.f, &vc, "VolumeCreate"); err == nil {
+			t.Errorf("%s shareable accepted: %+v", what, vc.VolumeTemplate.VolumeConfig)
+		}
+	}
+}

@@ -49,6 +49,9 @@ type machineVolume struct {
 	Format   string    `json:"format"`
 	State    string    `json:"state"`
 	Created  time.Time `json:"created"`
+	// Shareable is set when the Volume may be attached to other Machines
+	// too: its disk is then opened so that their guests can share it.
+	Shareable bool `json:"shareable,omitempty"`
 }
 
 // machineStorage is what a Machine record keeps of its volumes and
@@ -211,7 +214,7 @@ func (s *Service) attachVolume(rq *api.Request) (api.Reply, error) {
 			if err != nil {
 				return referenced(err)
 			}
-			mv.Target, mv.Path, mv.Format = target, info.Path, info.DiskFormat
+			mv.Target, mv.Path, mv.Format, mv.Shareable = target, info.Path, info.DiskFormat, info.Shareable
 			m.Volumes = append(m.Volumes, mv)
 			return records.Put(tx, kindMachines, id, m)
 		})
@@ -288,7 +291,7 @@ func volumeDisk(mv machineVolume) hypervisor.Disk {
 	if len(serial) > 20 {
 		serial = serial[:20] // what virtio-blk carries
 	}
-	return hypervisor.Disk{Path: mv.Path, Format: mv.Format, Target: mv.Target, Bus: "virtio", Serial: serial}
+	return hypervisor.Disk{Path: mv.Path, Format: mv.Format, Target: mv.Target, Bus: "virtio", Serial: serial, Shareable: mv.Shareable}
 }
 
 // volumeDisks are the disks of a Machine's attached Volumes, for its

@@ -62,6 +62,7 @@ func (s *Service) configDoc(urls api.URLs, c configRecord) *cimi.VolumeConfigura
 		Format:     c.Format,
 		Capacity:   c.CapacityKiB,
 		DiskFormat: c.DiskFormat,
+		Shareable:  boolPtr(c.Shareable),
 	}
 	d.Operations = []cimi.Operation{{Rel: cimi.RelEdit, Href: d.ID}}
 	if !c.Provider {
@@ -104,13 +105,18 @@ func (s *Service) validateSpec(c *configSpec, allowNoCapacity bool) error {
 	default:
 		return errdefs.Invalidf("type %q is not offered: this host makes volumes of type %s", t, cimi.VolumeTypeBlock)
 	}
-	switch f := strings.ToLower(strings.TrimSpace(c.DiskFormat)); f {
-	case "", diskQCOW2:
+	switch f := strings.ToLower(strings.TrimSpace(c.DiskFormat)); {
+	case f == "" && c.Shareable:
+		c.DiskFormat = diskRaw
+	case f == "" || f == diskQCOW2:
 		c.DiskFormat = diskQCOW2
-	case diskRaw:
+	case f == diskRaw:
 		c.DiskFormat = diskRaw
 	default:
 		return errdefs.Invalidf("diskFormat %q is not supported: use qcow2 (the default) or raw", c.DiskFormat)
+	}
+	if c.Shareable && c.DiskFormat != diskRaw {
+		return errdefs.Invalidf("a shareable volume must be raw, not %s: guests on several Machines writing one %s image would corrupt it (leave diskFormat out, or give raw)", c.DiskFormat, c.DiskFormat)
 	}
 	c.Format = strings.ToLower(strings.TrimSpace(c.Format))
 	if c.Format != "" {
@@ -134,7 +140,8 @@ func (s *Service) validateSpec(c *configSpec, allowNoCapacity bool) error {
 }
 
 func specFromInput(in *cimi.VolumeConfigInput) configSpec {
-	return configSpec{Type: in.Type, Format: in.Format, CapacityKiB: in.Capacity, DiskFormat: in.DiskFormat}
+	return configSpec{Type: in.Type, Format: in.Format, CapacityKiB: in.Capacity, DiskFormat: in.DiskFormat,
+		Shareable: in.Shareable != nil && *in.Shareable}
 }
 
 func (s *Service) createConfig(rq *api.Request) (api.Reply, error) {
@@ -142,7 +149,8 @@ func (s *Service) createConfig(rq *api.Request) (api.Reply, error) {
 	if err := rq.Decode(&body, "VolumeConfigurationCreate", "VolumeConfiguration"); err != nil {
 		return api.Reply{}, err
 	}
-	spec := configSpec{Type: body.Type, Format: body.Format, CapacityKiB: body.Capacity, DiskFormat: body.DiskFormat}
+	spec := configSpec{Type: body.Type, Format: body.Format, CapacityKiB: body.Capacity, DiskFormat: body.DiskFormat,
+		Shareable: body.Shareable != nil && *body.Shareable}
 	if err := s.validateSpec(&spec, false); err != nil {
 		return api.Reply{}, err
 	}
@@ -212,8 +220,8 @@ func (s *Service) lookupConfig(tx *store.Tx, urls api.URLs, in *cimi.VolumeConfi
 		return configSpec{}, "", errdefs.Invalidf("volumeConfig is required, by reference {\"href\": ...} or by value {\"capacity\": KiB, ...}")
 	}
 	if in.Href != "" {
-		if in.Capacity != 0 || in.Format != "" || in.DiskFormat != "" || in.Type != "" {
-			return configSpec{}, "", errdefs.Invalidf("volumeConfig is given by reference: it cannot carry capacity, format, type or diskFormat as well")
+		if in.Capacity != 0 || in.Format != "" || in.DiskFormat != "" || in.Type != "" || in.Shareable != nil {
+			return configSpec{}, "", errdefs.Invalidf("volumeConfig is given by reference: it cannot carry capacity, format, type, diskFormat or shareable as well")
 		}
 		id, err := refID(urls, in.Href, kindConfigs, "VolumeConfiguration")
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"cimid/agent/records"
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"os"
@@ -178,11 +179,16 @@ func (s *Service) captureVolume(rq *api.Request, id string, body cimi.VolumeImag
 }
 
 // checkStoppedUsers refuses to copy a Volume that a running guest writes
-// to: the copy would not be consistent.
+// to: the copy would not be consistent. Every Machine the Volume is
+// attached to must be STOPPED.
 func (s *Service) checkStoppedUsers(tx *store.Tx, v volumeRecord) error {
 	machines := s.machineOwner()
+	if machines == nil {
+		return nil
+	}
+	var busy []string
 	for _, u := range v.Users {
-		if !u.Attached() || machines == nil {
+		if !u.Attached() {
 			continue
 		}
 		state, err := machines.MachineState(tx, u.Machine)
@@ -193,10 +199,17 @@ func (s *Service) checkStoppedUsers(tx *store.Tx, v volumeRecord) error {
 			return err
 		}
 		if state != cimi.StateStopped {
-			return errdefs.Conflictf("Volume %s is attached to Machine %s, which is %s: stop the Machine or detach the Volume, so that the copy is consistent", v.ID, u.Machine, state)
+			busy = append(busy, fmt.Sprintf("Machine %s, which is %s", u.Machine, state))
 		}
 	}
-	return nil
+	switch len(busy) {
+	case 0:
+		return nil
+	case 1:
+		return errdefs.Conflictf("Volume %s is attached to %s: stop the Machine or detach the Volume, so that the copy is consistent", v.ID, busy[0])
+	default:
+		return errdefs.Conflictf("Volume %s is attached to %s: stop those Machines or detach the Volume from them, so that the copy is consistent", v.ID, strings.Join(busy, ", and to "))
+	}
 }
 
 func (s *Service) submitImage(rq *api.Request, rec imageRecord, locks []string, prepare func(tx *store.Tx) error) (api.Reply, error) {

@@ -47,6 +47,8 @@ type configSpec struct {
 	Format      string `json:"format,omitempty"` // file system; empty: unformatted
 	CapacityKiB int64  `json:"capacityKiB"`
 	DiskFormat  string `json:"diskFormat"`
+	// Shareable volumes attach to several Machines at once; they are raw.
+	Shareable bool `json:"shareable,omitempty"`
 }
 
 type configRecord struct {
@@ -63,7 +65,9 @@ type templateRecord struct {
 }
 
 // Use is one resource using a Volume: a Machine it is attached to (Target
-// set), or a snapshot of a Machine that lives inside the Volume's file.
+// set), or a snapshot of a Machine that lives inside the Volume's file. A
+// shareable Volume may have several attachments, one per Machine; any
+// other Volume has at most one.
 type Use struct {
 	// User is the path of the using resource, e.g. "machines/<id>" or
 	// "machineImages/<id>".
@@ -86,6 +90,7 @@ type volumeRecord struct {
 	CapacityKiB int64  `json:"capacityKiB"`
 	DiskFormat  string `json:"diskFormat"`
 	Format      string `json:"format,omitempty"` // file system made at creation
+	Shareable   bool   `json:"shareable,omitempty"`
 	Bootable    bool   `json:"bootable,omitempty"`
 	Path        string `json:"path"`
 	ImageID     string `json:"imageId,omitempty"` // the VolumeImage it was made from

@@ -29,6 +29,9 @@ func (s *Service) templateDoc(urls api.URLs, t templateRecord) *cimi.VolumeTempl
 	case t.Config != nil:
 		d.VolumeConfig = &cimi.VolumeConfigInput{Type: t.Config.Type, Format: t.Config.Format,
 			Capacity: t.Config.CapacityKiB, DiskFormat: t.Config.DiskFormat}
+		if t.Config.Shareable {
+			d.VolumeConfig.Shareable = boolPtr(true)
+		}
 	}
 	if t.ImageID != "" {
 		d.VolumeImage = &cimi.VolumeImageInput{Href: urls.Abs(kindImages + "/" + t.ImageID)}

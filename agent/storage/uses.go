@@ -17,12 +17,15 @@ type VolumeInfo struct {
 	Path        string // image file in the pool
 	DiskFormat  string // qcow2 or raw
 	CapacityKiB int64
-	Users       []Use
+	// Shareable Volumes are attached to several Machines at once; their
+	// disks must say so to the hypervisor.
+	Shareable bool
+	Users     []Use
 }
 
 func infoOf(v volumeRecord) VolumeInfo {
 	return VolumeInfo{ID: v.ID, Name: v.Name, State: v.State, Path: v.Path, DiskFormat: v.DiskFormat,
-		CapacityKiB: v.CapacityKiB, Users: slices.Clone(v.Users)}
+		CapacityKiB: v.CapacityKiB, Shareable: v.Shareable, Users: slices.Clone(v.Users)}
 }
 
 // LookupVolume reads a Volume in tx.
@@ -36,8 +39,10 @@ func (s *Service) LookupVolume(tx *store.Tx, id string) (VolumeInfo, error) {
 
 // UseVolume records, in tx, that u uses the Volume. An attachment (u with
 // a Target) is refused, with a Conflict naming the reason, unless the
-// Volume is AVAILABLE and attached nowhere else, and holds no snapshot of
-// another Machine. A Volume that does not exist gives NotFound.
+// Volume is AVAILABLE, not attached to the same Machine already nor, when
+// it is not shareable, to another one, and holds no snapshot of another
+// Machine. A snapshot hold is refused while another Machine has the Volume
+// attached. A Volume that does not exist gives NotFound.
 func (s *Service) UseVolume(tx *store.Tx, id string, u Use) (VolumeInfo, error) {
 	v, err := records.Get[volumeRecord](tx, kindVolumes, id, "Volume")
 	if err != nil {
@@ -53,10 +58,12 @@ func (s *Service) UseVolume(tx *store.Tx, id string, u Use) (VolumeInfo, error) 
 				return VolumeInfo{}, errdefs.Conflictf("Volume %s is already attached to Machine %s as %s", id, cur.Machine, cur.Target)
 			}
 			return infoOf(v), nil
-		case u.Attached() && cur.Attached():
-			return VolumeInfo{}, errdefs.Conflictf("Volume %s is attached to Machine %s as %s; a volume is attached to one Machine at a time on this host", id, cur.Machine, cur.Target)
-		case u.Attached() && cur.Machine != u.Machine:
+		case u.Attached() && cur.Attached() && !v.Shareable:
+			return VolumeInfo{}, errdefs.Conflictf("Volume %s is attached to Machine %s as %s; it is not shareable, so it is attached to one Machine at a time (a Volume created with shareable true attaches to several)", id, cur.Machine, cur.Target)
+		case u.Attached() && !cur.Attached() && cur.Machine != u.Machine:
 			return VolumeInfo{}, errdefs.Conflictf("Volume %s holds %s, a snapshot of Machine %s: delete that snapshot before attaching the Volume elsewhere", id, cur.User, cur.Machine)
+		case !u.Attached() && cur.Attached() && cur.Machine != u.Machine:
+			return VolumeInfo{}, errdefs.Conflictf("Volume %s is also attached to Machine %s as %s: a snapshot of Machine %s cannot keep part of it", id, cur.Machine, cur.Target, u.Machine)
 		}
 	}
 	v.Users = append(v.Users, u)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"cimid/agent/cimi"
 	"cimid/agent/errdefs"
@@ -195,8 +196,8 @@ func (s *Service) setVolumeState(id, state string) {
 	}
 }
 
-// runResizeVolume grows a Volume's file: through the hypervisor when a
-// running guest uses it (the guest sees the new size at once), with
+// runResizeVolume grows a Volume's file: through the hypervisor when
+// running guests use it (each of them sees the new size at once), with
 // qemu-img otherwise. Re-runnable: growing to the size it has is a no-op.
 func (s *Service) runResizeVolume(ctx context.Context, x *job.Exec) error {
 	var p volumeParams
@@ -212,16 +213,28 @@ func (s *Service) runResizeVolume(ctx context.Context, x *job.Exec) error {
 		return nil
 	}
 	size := uint64(p.CapacityKiB) * 1024
-	live, err := s.liveUse(ctx, v)
+	live, err := s.liveUses(ctx, v)
 	if err != nil {
 		return err
 	}
-	if live != nil {
-		if err := s.drv.ResizeDisk(ctx, live.Domain, live.Target, size); err != nil {
-			return fmt.Errorf("grow %s of Machine %s: %w", live.Target, live.Machine, err)
+	// The first running guest grows the file; the others, which share it,
+	// only learn the new size. A guest whose disk is not plugged in yet
+	// finds the grown file when it is.
+	var told []string
+	for _, u := range live {
+		err := s.drv.ResizeDisk(ctx, u.Domain, u.Target, size)
+		if errors.Is(err, hypervisor.ErrNotFound) {
+			continue
 		}
-	} else if err := qemuimg.Resize(ctx, v.Path, v.DiskFormat, int64(size)); err != nil {
-		return err
+		if err != nil {
+			return fmt.Errorf("grow %s of Machine %s: %w", u.Target, u.Machine, err)
+		}
+		told = append(told, u.Machine)
+	}
+	if len(told) == 0 {
+		if err := qemuimg.Resize(ctx, v.Path, v.DiskFormat, int64(size)); err != nil {
+			return err
+		}
 	}
 	err = update(s.db, kindVolumes, v.ID, "Volume", func(cur *volumeRecord) error {
 		cur.CapacityKiB = p.CapacityKiB
@@ -231,17 +244,30 @@ func (s *Service) runResizeVolume(ctx context.Context, x *job.Exec) error {
 		return err
 	}
 	msg := fmt.Sprintf("Volume grown from %d to %d KiB", v.CapacityKiB, p.CapacityKiB)
-	if live != nil {
-		msg += "; the running guest of Machine " + live.Machine + " sees the new size"
+	switch len(told) {
+	case 0:
+	case 1:
+		msg += "; " + runningGuests(told) + " sees the new size"
+	default:
+		msg += "; " + runningGuests(told) + " see the new size"
 	}
 	x.SetMessage(msg)
 	return nil
 }
 
-// liveUse returns the attachment of v to a domain that runs (or is
-// paused), nil when no running guest uses it. A domain saved to disk
-// cannot have its disks changed.
-func (s *Service) liveUse(ctx context.Context, v volumeRecord) (*Use, error) {
+// runningGuests names the guests of the Machines with ids.
+func runningGuests(ids []string) string {
+	if len(ids) == 1 {
+		return "the running guest of Machine " + ids[0]
+	}
+	return "the running guests of Machines " + strings.Join(ids, ", ")
+}
+
+// liveUses returns the attachments of v to domains that run (or are
+// paused); none when no running guest uses it. A domain saved to disk, or
+// in a transition, cannot have its disks changed: that is a Conflict.
+func (s *Service) liveUses(ctx context.Context, v volumeRecord) ([]Use, error) {
+	var live []Use
 	for _, u := range v.Users {
 		if !u.Attached() {
 			continue
@@ -255,14 +281,14 @@ func (s *Service) liveUse(ctx context.Context, v volumeRecord) (*Use, error) {
 		}
 		switch {
 		case st.State == hypervisor.StateRunning || st.State == hypervisor.StatePaused:
-			return &u, nil
+			live = append(live, u)
 		case st.HasManagedSave:
 			return nil, errdefs.Conflictf("Machine %s is suspended with Volume %s attached: start or stop it first", u.Machine, v.ID)
 		case st.State != hypervisor.StateShutoff:
 			return nil, errdefs.Conflictf("the domain of Machine %s is %s; try again when it is running or shut off", u.Machine, st.State)
 		}
 	}
-	return nil, nil
+	return live, nil
 }
 
 // runCreateImage copies a Volume, or an image file of the host, into a
@@ -283,10 +309,16 @@ func (s *Service) runCreateImage(ctx context.Context, x *job.Exec) error {
 		if err != nil {
 			return fmt.Errorf("source volume: %w", err)
 		}
-		if live, err := s.liveUse(ctx, v); err != nil {
+		live, err := s.liveUses(ctx, v)
+		if err != nil {
 			return err
-		} else if live != nil {
-			return errdefs.Conflictf("Volume %s is in use by the running guest of Machine %s: stop it or detach the Volume", v.ID, live.Machine)
+		}
+		if len(live) > 0 {
+			machines := make([]string, len(live))
+			for i, u := range live {
+				machines[i] = u.Machine
+			}
+			return errdefs.Conflictf("Volume %s is in use by %s: stop every Machine that uses it, or detach the Volume", v.ID, runningGuests(machines))
 		}
 		src, srcFormat = v.Path, v.DiskFormat
 	} else {

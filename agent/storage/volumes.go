@@ -41,6 +41,7 @@ func (s *Service) volumeDoc(urls api.URLs, v volumeRecord) *cimi.Volume {
 		Images:     cimi.NewRef(urls.Abs(path + "/images")),
 		DiskFormat: v.DiskFormat,
 		Format:     v.Format,
+		Shareable:  boolPtr(v.Shareable),
 	}
 	if v.State != cimi.StateDeleting {
 		d.Operations = append(d.Operations, cimi.Operation{Rel: cimi.RelEdit, Href: d.ID})
@@ -171,6 +172,7 @@ func (s *Service) newVolume(tx *store.Tx, id string, body cimi.VolumeCreate, t t
 		CapacityKiB: spec.CapacityKiB,
 		DiskFormat:  spec.DiskFormat,
 		Format:      spec.Format,
+		Shareable:   spec.Shareable,
 	}
 	if t.ImageID != "" {
 		im, err := records.Get[imageRecord](tx, kindImages, t.ImageID, "VolumeImage")

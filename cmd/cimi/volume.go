@@ -37,6 +37,7 @@ type volumeConfig struct {
 	Capacity   int64  `json:"capacity,omitempty"`
 	Format     string `json:"format,omitempty"`
 	DiskFormat string `json:"diskFormat,omitempty"`
+	Shareable  bool   `json:"shareable,omitempty"`
 }
 
 type volumeTemplate struct {
@@ -58,6 +59,7 @@ func (a *app) volumeCreateCommand(k kind) *cobra.Command {
 		c                                 createFlags
 		capacity, config, template, image string
 		diskFormat, filesystem            string
+		shareable                         bool
 	)
 	cmd := &cobra.Command{
 		Use:   "create --name NAME (--capacity SIZE | --config REF | --template REF | --image REF)",
@@ -65,12 +67,14 @@ func (a *app) volumeCreateCommand(k kind) *cobra.Command {
 		Long: `Create a volume: empty (--capacity, with --disk-format qcow2 or raw, and a
 file system with --format), of a stored configuration (--config), from a
 stored template (--template), or as a copy of a volume image (--image, with
---capacity to make it larger). SIZE takes a binary unit: 512M, 10G, 1.5GiB;
-a bare number counts KiB. Waits for the job and prints the new volume's URL.`,
+--capacity to make it larger). With --shareable the volume can be attached to
+several machines at once; it is then raw. SIZE takes a binary unit: 512M,
+10G, 1.5GiB; a bare number counts KiB. Waits for the job and prints the new
+volume's URL.`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: a.runE(func(ctx context.Context, _ []string) error {
 			var tmpl volumeTemplate
-			byValue := volumeConfig{Format: filesystem, DiskFormat: diskFormat}
+			byValue := volumeConfig{Format: filesystem, DiskFormat: diskFormat, Shareable: shareable}
 			if capacity != "" {
 				kib, err := parseSizeKiB(capacity)
 				if err != nil {
@@ -117,10 +121,12 @@ a bare number counts KiB. Waits for the job and prints the new volume's URL.`,
 	f.StringVar(&image, "image", "", "volume image to copy: ID, path or URL")
 	f.StringVar(&diskFormat, "disk-format", "", "image format of the volume: qcow2 (default) or raw")
 	f.StringVar(&filesystem, "format", "", "file system to make on the new volume, e.g. ext4 (default: none)")
+	f.BoolVar(&shareable, "shareable", false, "let the volume be attached to several machines at once (raw)")
 	cmd.MarkFlagsOneRequired("capacity", "config", "template", "image")
 	cmd.MarkFlagsMutuallyExclusive("config", "capacity")
 	cmd.MarkFlagsMutuallyExclusive("config", "disk-format")
 	cmd.MarkFlagsMutuallyExclusive("config", "format")
+	cmd.MarkFlagsMutuallyExclusive("config", "shareable")
 	return cmd
 }
 
@@ -171,7 +177,7 @@ func (a *app) volumeSnapshotCommand(k kind) *cobra.Command {
 	var c createFlags
 	cmd := &cobra.Command{
 		Use:   "snapshot ID --name NAME",
-		Short: "Copy a volume into a new volume image (the volume must be detached or its machine stopped)",
+		Short: "Copy a volume into a new volume image (the volume must be detached or its machines stopped)",
 		Args:  exactArgs(1, "one volume ID, path or URL"),
 		RunE: a.runE(func(ctx context.Context, args []string) error {
 			r, err := a.member(ctx, k, args[0])
@@ -380,11 +386,21 @@ func parseSizeKiB(s string) (int64, error) {
 func volumeColumns(key string) []column {
 	switch key {
 	case "volumes":
-		return []column{{"CAPACITY", memoryColumn("capacity")}, {"DISK FORMAT", stringColumn("diskFormat")}, {"FORMAT", stringColumn("format")}}
+		return []column{{"CAPACITY", memoryColumn("capacity")}, {"DISK FORMAT", stringColumn("diskFormat")}, {"FORMAT", stringColumn("format")},
+			{"SHAREABLE", shareableColumn}}
 	case "volumeImages":
 		return []column{{"CAPACITY", memoryColumn("capacity")}, {"VOLUME", refColumn("volume")}}
 	case "volumeConfigs":
 		return []column{{"CAPACITY", memoryColumn("capacity")}, {"DISK FORMAT", stringColumn("diskFormat")}, {"FORMAT", stringColumn("format")}}
 	}
 	return nil
+}
+
+// shareableColumn shows "yes" for a volume that attaches to several
+// machines at once.
+func shareableColumn(r *cimiclient.Resource, _ view) string {
+	if shared, _ := r.Attrs["shareable"].(bool); shared {
+		return "yes"
+	}
+	return ""
 }

@@ -807,3 +807,147 @@ func TestCLIVolumesAndSnapshots(t *testing.T) {
 		t.Fatalf("volume after cimi volume delete: %d", r.Status)
 	}
 }
+
+// liveDisks lists the image files the running domain of a Machine has
+// open, by guest device.
+func (d *daemon) liveDisks(machine string) map[string]string {
+	d.t.Helper()
+	out, err := virsh("domblklist", "cimid-"+d.instance()+"-"+lastSegment(machine))
+	if err != nil {
+		d.t.Fatalf("domblklist: %v: %s", err, out)
+	}
+	disks := map[string]string{}
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) == 2 {
+			disks[f[0]] = f[1]
+		}
+	}
+	return disks
+}
+
+// consolesSince runs action and waits for marker on the consoles of every
+// one of machines, looking only at what they print after it started.
+func (d *daemon) consolesSince(machines []string, action func(), marker string) {
+	d.t.Helper()
+	for _, m := range machines {
+		if err := os.Truncate(d.console(m), 0); err != nil {
+			d.t.Fatal(err)
+		}
+	}
+	action()
+	for _, m := range machines {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		_, err := testguest.WaitConsole(ctx, d.console(m), marker)
+		cancel()
+		if err != nil {
+			d.t.Fatalf("console of %s: %v", lastSegment(m), err)
+		}
+	}
+}
+
+// TestShareableVolumeOnTwoRunningMachines hot-plugs one shareable volume
+// into two running guests (the agent killed in the middle of the second
+// attach), grows it under both, and lets it go one Machine at a time.
+func TestShareableVolumeOnTwoRunningMachines(t *testing.T) {
+	guest := testguest.Build(t)
+	bin := cimiBinary(t)
+	d := storageDaemon(t, newStateDir(t))
+	config, image := d.tinyConfig(), d.registerImage(guest.Disk)
+	a := d.createMachine(config, image, "STARTED")
+	b := d.createMachine(config, image, "STARTED")
+	both := []string{a, b}
+	for _, m := range both {
+		d.waitConsole(m, testguest.MarkerReady)
+	}
+
+	// made with the CLI; raw without saying so
+	v := strings.TrimSpace(lastLine(d.cli(bin, false, "volume", "create", "--name", "shared", "--capacity", "64M", "--shareable")))
+	if doc := d.get(v).JSON(t); doc["shareable"] != true || doc["diskFormat"] != "raw" {
+		t.Fatalf("shareable volume: %v", doc)
+	}
+	if x := string(d.get(v, "Accept", "application/xml").Body); !strings.Contains(x, "<shareable>true</shareable>") {
+		t.Fatalf("XML Volume: %s", x)
+	}
+	if list := d.cli(bin, false, "volume", "list"); !strings.Contains(list, "SHAREABLE") || !strings.Contains(list, "yes") {
+		t.Fatalf("volume list:\n%s", list)
+	}
+	file := d.volumeFile(v)
+	if !strings.HasSuffix(file, ".raw") || !strings.Contains(qemuImgInfo(t, file), "file format: raw") {
+		t.Fatalf("file of the shareable volume: %s\n%s", file, qemuImgInfo(t, file))
+	}
+
+	// a shareable qcow2 volume is refused, in every form
+	volumes, files := d.count("volumes"), len(d.poolFiles())
+	wantStatus(t, "shareable qcow2", d.postJSON("volumes", map[string]any{"volumeTemplate": map[string]any{
+		"volumeConfig": map[string]any{"capacity": 1024, "shareable": true, "diskFormat": "qcow2"}}}), http.StatusBadRequest, "shareable", "raw")
+	xmlBody := `<VolumeCreate xmlns="` + volNS + `"><volumeTemplate><volumeConfig><capacity>1024</capacity>` +
+		`<diskFormat>qcow2</diskFormat><shareable>true</shareable></volumeConfig></volumeTemplate></VolumeCreate>`
+	wantStatus(t, "shareable qcow2 in XML", d.do(http.MethodPost, "volumes", "application/xml", []byte(xmlBody)), http.StatusBadRequest, "raw")
+	if out := d.cli(bin, true, "volume", "create", "--name", "x", "--capacity", "1M", "--shareable", "--disk-format", "qcow2"); !strings.Contains(out, "raw") {
+		t.Fatalf("cimi volume create --shareable --disk-format qcow2:\n%s", out)
+	}
+	if n, f := d.count("volumes"), len(d.poolFiles()); n != volumes || f != files {
+		t.Fatalf("refused creates changed something: %d volumes (was %d), %d files (was %d)", n, volumes, f, files)
+	}
+
+	// hot-plugged into both running guests at once; the agent is killed
+	// right after the second attach was accepted
+	entries := map[string]string{}
+	d.consoleSince(a, func() { entries[a] = d.attach(a, v, "vdb") }, "DISK-ADDED vdb", "SIZE vdb 67108864")
+	d.consoleSince(b, func() {
+		r := d.postJSON(b+"/volumes", map[string]any{"volume": map[string]any{"href": v}, "initialLocation": "vdb"})
+		wantStatus(t, "attach to the second machine", r, http.StatusAccepted)
+		entries[b] = r.Header.Get("Location")
+		time.Sleep(20 * time.Millisecond)
+		d = d.restart(t)
+		if j := d.waitJob(r.Header.Get("CIMI-Job-URI"), 3*time.Minute); j["state"] != "SUCCESS" {
+			t.Fatalf("attach across a kill: %v", j)
+		}
+	}, "DISK-ADDED vdb", "SIZE vdb 67108864")
+	for _, m := range both {
+		if got := d.liveDisks(m)["vdb"]; got != file {
+			t.Fatalf("vdb of the running guest of %s is %q, want %s", lastSegment(m), got, file)
+		}
+		mvs := d.members(m+"/volumes", "machineVolumes")
+		if len(mvs) != 1 || href(mvs[0], "volume") != v || mvs[0]["state"] != "ATTACHED" {
+			t.Fatalf("volumes of %s: %v", lastSegment(m), mvs)
+		}
+	}
+
+	// a volume that is not shareable stays with one Machine
+	plain := d.newVolume("plain", map[string]any{"capacity": 1 << 10})
+	d.attach(a, plain, "vdc")
+	wantStatus(t, "attach a plain volume to a second machine", d.postJSON(b+"/volumes", map[string]any{"volume": map[string]any{"href": plain}}),
+		http.StatusConflict, lastSegment(a), "not shareable")
+	if n := d.count(b + "/volumes"); n != 1 {
+		t.Fatalf("second machine has %d volumes after a refused attach", n)
+	}
+
+	// in use by both: no delete, no image; growing reaches both guests
+	wantStatus(t, "delete while attached", d.do(http.MethodDelete, v, "", nil), http.StatusConflict, lastSegment(a), lastSegment(b))
+	wantStatus(t, "image while the guests run", d.postJSON(v+"/snapshot", map[string]any{"name": "img"}), http.StatusConflict, lastSegment(a), lastSegment(b))
+	wantStatus(t, "snapshot of a machine with the shared volume", d.postJSON(b+"/snapshot", map[string]any{"imageLocation": b}), http.StatusConflict, "raw")
+	d.consolesSince(both, func() { d.resize(v, 128<<10) }, "SIZE vdb 134217728")
+
+	// detaching from one leaves the other with it
+	d.consoleSince(b, func() { d.detach(entries[b]) }, "DISK-REMOVED vdb")
+	if _, held := d.liveDisks(b)["vdb"]; held {
+		t.Fatal("the detached guest still has vdb")
+	}
+	if got := d.liveDisks(a)["vdb"]; got != file || d.get(entries[a]).JSON(t)["state"] != "ATTACHED" {
+		t.Fatalf("the other machine after the detach: vdb %q, %s", got, d.get(entries[a]).Body)
+	}
+	d.consoleSince(a, func() { d.resize(v, 192<<10) }, "SIZE vdb 201326592")
+	r := d.do(http.MethodDelete, v, "", nil)
+	wantStatus(t, "delete while one machine has it", r, http.StatusConflict, lastSegment(a))
+	if msg := r.JSON(t)["statusMessage"].(string); strings.Contains(msg, lastSegment(b)) {
+		t.Fatalf("delete refused naming the machine it was detached from: %q", msg)
+	}
+
+	// detached from both, it goes
+	d.consoleSince(a, func() { d.detach(entries[a]) }, "DISK-REMOVED vdb")
+	d.deleteOK(v)
+	if _, err := os.Stat(file); !os.IsNotExist(err) {
+		t.Fatalf("file of the deleted volume: %v", err)
+	}
+}

@@ -47,8 +47,9 @@ func nicIndex(nics []hypervisor.NIC, mac string) int {
 
 // AttachDisk adds disk to the persistent definition and, when live is set
 // and the domain is active, to the running guest. The same image at the
-// same target is left as it is; another image there is an error. Like
-// libvirt 9.0, device changes emit no lifecycle event.
+// same target is left as it is; another image there is an error, and so is
+// an image another running domain holds (see lockImages). Like libvirt
+// 9.0, device changes emit no lifecycle event.
 func (d *Driver) AttachDisk(ctx context.Context, name string, disk hypervisor.Disk, live bool) error {
 	return d.operate(ctx, "AttachDisk", "attach disk "+disk.Target+" to", name, func(dom *domain) error {
 		if err := validateDisk(disk); err != nil {
@@ -61,6 +62,11 @@ func (d *Driver) AttachDisk(ctx context.Context, name string, disk hypervisor.Di
 		for _, set := range sets {
 			if i := diskIndex(*set, disk.Target); i >= 0 && (*set)[i].Path != disk.Path {
 				return fmt.Errorf("target %s already holds %q", disk.Target, (*set)[i].Path)
+			}
+		}
+		if live && dom.live != nil && diskIndex(dom.live.disks, disk.Target) < 0 {
+			if err := d.lockImages(name, []hypervisor.Disk{disk}); err != nil {
+				return err
 			}
 		}
 		for _, set := range sets {
@@ -232,6 +238,11 @@ func (d *Driver) RevertSnapshot(ctx context.Context, name, snap string) error {
 			return notFound(fmt.Sprintf("no snapshot %q", snap))
 		}
 		saved := dom.snapshots[i]
+		if saved.info.Running {
+			if err := d.lockImages(name, saved.spec.Disks); err != nil {
+				return err
+			}
+		}
 		md := dom.spec.Metadata
 		dom.spec = cloneSpec(saved.spec)
 		dom.spec.Metadata = md

@@ -199,6 +199,33 @@ func validateDisk(disk hypervisor.Disk) error {
 		return fmt.Errorf("%s: no image format", disk.Target)
 	case disk.Path == "" && device == "disk":
 		return fmt.Errorf("%s: no image path", disk.Target)
+	case disk.Shareable && (device != "disk" || disk.Format != "raw"):
+		return fmt.Errorf("%s: shared access requires a raw disk, not a %s %s", disk.Target, disk.Format, device)
+	}
+	return nil
+}
+
+// lockImages checks, as QEMU's image locking does, that no other active
+// domain has the images of disks open in a way that excludes this one: an
+// image is open in several running domains only when all of them mark it
+// shareable, or all of them only read it.
+func (d *Driver) lockImages(self string, disks []hypervisor.Disk) error {
+	readOnly := func(disk hypervisor.Disk) bool { return disk.ReadOnly || disk.Device == "cdrom" }
+	for _, disk := range disks {
+		if disk.Path == "" {
+			continue
+		}
+		for name, other := range d.domains {
+			if name == self || other.live == nil {
+				continue
+			}
+			for _, held := range other.live.disks {
+				if held.Path != disk.Path || disk.Shareable && held.Shareable || readOnly(disk) && readOnly(held) {
+					continue
+				}
+				return fmt.Errorf("%s: image %s is in use by domain %s: failed to get shared \"write\" lock", disk.Target, disk.Path, name)
+			}
+		}
 	}
 	return nil
 }
@@ -304,7 +331,8 @@ var (
 )
 
 // Start boots the domain, or restores it from its managed save image. An
-// active domain is left as it is. Every NIC's network must exist and run.
+// active domain is left as it is. Every NIC's network must exist and run,
+// and no other running domain may hold its images (see lockImages).
 func (d *Driver) Start(ctx context.Context, name string) error {
 	return d.operate(ctx, "Start", "start", name, func(dom *domain) error {
 		if dom.active() {
@@ -314,6 +342,9 @@ func (d *Driver) Start(ctx context.Context, name string) error {
 			if nw, ok := d.networks[nic.Network]; !ok || !nw.active {
 				return fmt.Errorf("network %q is not running", nic.Network)
 			}
+		}
+		if err := d.lockImages(name, dom.spec.Disks); err != nil {
+			return err
 		}
 		dom.state = hypervisor.StateRunning
 		dom.managedSave = false

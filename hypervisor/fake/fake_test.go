@@ -279,6 +279,49 @@ func TestDevices(t *testing.T) {
 	}
 }
 
+// TestImageLocking follows QEMU: two running domains open one image only
+// when both disks are shareable (raw), or both read-only.
+func TestImageLocking(t *testing.T) {
+	d := newDriver(t)
+	ctx := t.Context()
+	shared := hypervisor.Disk{Path: "/images/shared.raw", Format: "raw", Target: "vdb", Shareable: true}
+	exclusive := shared
+	exclusive.Shareable = false
+	for _, name := range []string{"a", "b", "c"} {
+		must(t, "define "+name, d.DefineDomain(ctx, spec(name)))
+	}
+	must(t, "start a", d.Start(ctx, "a"))
+	must(t, "start b", d.Start(ctx, "b"))
+
+	must(t, "attach exclusive to a", d.AttachDisk(ctx, "a", exclusive, true))
+	if err := d.AttachDisk(ctx, "b", exclusive, true); err == nil {
+		t.Fatal("a second running domain opened an image another one has")
+	}
+	must(t, "detach from a", d.DetachDisk(ctx, "a", "vdb", true))
+	must(t, "attach shared to a", d.AttachDisk(ctx, "a", shared, true))
+	must(t, "attach shared to b", d.AttachDisk(ctx, "b", shared, true))
+	if err := d.AttachDisk(ctx, "c", exclusive, false); err != nil {
+		t.Fatalf("a stopped domain's definition may name any image: %v", err)
+	}
+	if err := d.Start(ctx, "c"); err == nil {
+		t.Fatal("c started with, unshared, an image two running domains share")
+	}
+	wantState(t, d, "c", hypervisor.StateShutoff)
+	must(t, "detach from c", d.DetachDisk(ctx, "c", "vdb", false))
+	must(t, "attach shared to c", d.AttachDisk(ctx, "c", shared, false))
+	must(t, "start c", d.Start(ctx, "c"))
+
+	ro := hypervisor.Disk{Path: "/images/base.raw", Format: "raw", Target: "vdc", ReadOnly: true}
+	must(t, "attach read-only to a", d.AttachDisk(ctx, "a", ro, true))
+	must(t, "attach read-only to b", d.AttachDisk(ctx, "b", ro, true))
+
+	bad := spec("d")
+	bad.Disks = append(bad.Disks, hypervisor.Disk{Path: "/images/x.qcow2", Format: "qcow2", Target: "vdb", Shareable: true})
+	if err := d.DefineDomain(ctx, bad); err == nil {
+		t.Fatal("a shareable qcow2 disk was accepted")
+	}
+}
+
 func TestSnapshots(t *testing.T) {
 	d := newDriver(t)
 	ctx := t.Context()

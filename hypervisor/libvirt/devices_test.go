@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"libvirt.org/go/libvirt"
 	"libvirt.org/go/libvirtxml"
 
 	"cimid/hypervisor"
@@ -92,6 +93,47 @@ func TestAttachRejectsBadDevices(t *testing.T) {
 	err := d.ResizeDisk(ctx, spec.Name, "vda", 1<<30)
 	if err == nil || !strings.Contains(err.Error(), "not running") {
 		t.Errorf("ResizeDisk of a stopped domain: %v", err)
+	}
+}
+
+func TestShareableDiskXML(t *testing.T) {
+	shared := hypervisor.Disk{Path: "/images/shared.raw", Format: "raw", Target: "vdb", Shareable: true}
+	for what, bad := range map[string]hypervisor.Disk{
+		"qcow2": {Path: "/images/shared.qcow2", Format: "qcow2", Target: "vdb", Shareable: true},
+		"cdrom": {Path: "/images/seed.iso", Format: "raw", Target: "hdc", Device: "cdrom", Shareable: true},
+	} {
+		if _, err := diskXML(bad); err == nil || !strings.Contains(err.Error(), "raw") {
+			t.Errorf("shareable %s disk: %v", what, err)
+		}
+	}
+
+	// libvirt keeps what a shareable disk needs in the definition.
+	d := openDriver(t, testURI)
+	ctx := t.Context()
+	spec := testSpec(uniqueName("unit-shareable-"))
+	spec.Disks = []hypervisor.Disk{{Path: "/images/root.qcow2", Format: "qcow2", Target: "vda"}, shared}
+	must(t, "define", d.DefineDomain(ctx, spec))
+	t.Cleanup(func() { _ = d.UndefineDomain(context.Background(), spec.Name) })
+	var def *libvirtxml.Domain
+	err := d.withDomain(ctx, spec.Name, func(dom *libvirt.Domain) (err error) {
+		def, err = readDefinition(dom, libvirt.DOMAIN_XML_INACTIVE)
+		return err
+	})
+	must(t, "read the definition", err)
+	disk := findDisk(def, "vdb")
+	if disk == nil || disk.Shareable == nil || disk.Driver == nil || disk.Driver.Cache != "none" || disk.Driver.Type != "raw" {
+		t.Fatalf("shareable disk as libvirt defined it: %+v", disk)
+	}
+	if root := findDisk(def, "vda"); root == nil || root.Shareable != nil || root.Driver.Cache != "" {
+		t.Fatalf("the boot disk became shareable: %+v", root)
+	}
+
+	bad := spec
+	bad.Name = uniqueName("unit-shareable-qcow2-")
+	bad.Disks = []hypervisor.Disk{{Path: "/images/shared.qcow2", Format: "qcow2", Target: "vdb", Shareable: true}}
+	if err := d.DefineDomain(ctx, bad); err == nil {
+		_ = d.UndefineDomain(context.Background(), bad.Name)
+		t.Fatal("a domain with a shareable qcow2 disk was defined")
 	}
 }
 

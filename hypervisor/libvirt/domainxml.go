@@ -111,6 +111,9 @@ func diskXML(d hypervisor.Disk) (libvirtxml.DomainDisk, error) {
 	if d.Path == "" && device == "disk" {
 		return libvirtxml.DomainDisk{}, fmt.Errorf("%s: no image path", d.Target)
 	}
+	if d.Shareable && (device != "disk" || d.Format != "raw") {
+		return libvirtxml.DomainDisk{}, fmt.Errorf("%s: only a raw disk can be shareable, not a %s %s", d.Target, d.Format, device)
+	}
 	disk := libvirtxml.DomainDisk{
 		Device: device,
 		Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: d.Format},
@@ -122,6 +125,12 @@ func diskXML(d hypervisor.Disk) (libvirtxml.DomainDisk, error) {
 	}
 	if d.ReadOnly || device == "cdrom" {
 		disk.ReadOnly = &libvirtxml.DomainDiskReadOnly{}
+	}
+	if d.Shareable {
+		// libvirt then lets QEMU share the write lock of the image with
+		// the other domains; no host cache may hold writes back from them.
+		disk.Shareable = &libvirtxml.DomainDiskShareable{}
+		disk.Driver.Cache = "none"
 	}
 	return disk, nil
 }

@@ -191,6 +191,55 @@ func TestSystemDiskHotplug(t *testing.T) {
 	}
 }
 
+// TestSystemShareableDisk opens one raw image in two running guests: QEMU
+// lets a second guest have it only when both disks are shareable, and a
+// resize reaches each guest through its own domain.
+func TestSystemShareableDisk(t *testing.T) {
+	d := openDevicesSystem(t)
+	ctx := t.Context()
+	a := bootGuest(t, d, "shared-a")
+	b := bootGuest(t, d, "shared-b")
+	data := filepath.Join(a.dir, "shared.raw")
+	f, err := os.Create(data)
+	must(t, "create image", err)
+	must(t, "size image", f.Truncate(16<<20))
+	must(t, "close image", f.Close())
+	must(t, "chmod image", os.Chmod(data, 0o644))
+	shared := hypervisor.Disk{Path: data, Format: "raw", Target: "vdb", Shareable: true}
+
+	must(t, "attach to "+a.name, d.AttachDisk(ctx, a.name, shared, true))
+	a.wait(t, "TESTGUEST: DISK-ADDED vdb")
+	exclusive := shared
+	exclusive.Shareable = false
+	err = d.AttachDisk(ctx, b.name, exclusive, true)
+	if err == nil || !strings.Contains(err.Error(), "lock") {
+		t.Fatalf("a guest opened without sharing an image another guest has open: %v", err)
+	}
+	if hasDisk(t, d, b.name, "vdb", 0) {
+		t.Fatal("the refused disk is in the live definition")
+	}
+	if hasDisk(t, d, b.name, "vdb", libvirt.DOMAIN_XML_INACTIVE) {
+		must(t, "drop the refused disk from the definition", d.DetachDisk(ctx, b.name, "vdb", false))
+	}
+
+	must(t, "attach to "+b.name, d.AttachDisk(ctx, b.name, shared, true))
+	b.wait(t, "TESTGUEST: DISK-ADDED vdb")
+	for _, g := range []*guest{a, b} {
+		must(t, "resize in "+g.name, d.ResizeDisk(ctx, g.name, "vdb", 32<<20))
+		g.wait(t, fmt.Sprintf("TESTGUEST: SIZE vdb %d", 32<<20))
+	}
+
+	must(t, "detach from "+b.name, d.DetachDisk(ctx, b.name, "vdb", true))
+	b.wait(t, "TESTGUEST: DISK-REMOVED vdb")
+	if !hasDisk(t, d, a.name, "vdb", 0) || !hasDisk(t, d, a.name, "vdb", libvirt.DOMAIN_XML_INACTIVE) {
+		t.Fatalf("%s lost the shared disk when %s let it go", a.name, b.name)
+	}
+	disk := findDisk(definition(t, d, a.name, 0), "vdb")
+	if disk.Shareable == nil || disk.Driver == nil || disk.Driver.Cache != "none" {
+		t.Fatalf("live shared disk: %+v", disk)
+	}
+}
+
 // TestSystemDetachWaitsForGuest detaches a disk from a paused guest, which
 // cannot acknowledge the unplug: DetachDisk must not report success, and a
 // later DetachDisk must finish the job once the guest runs again.
