@@ -170,6 +170,9 @@ type DescribedDisk struct {
 	CapacityKiB int64
 	// VolumeID is set for an attached Volume.
 	VolumeID string
+	// SharedWith lists the other Machines a shareable Volume is attached
+	// to: they write the same file.
+	SharedWith []string
 }
 
 // MachineDescription is a Machine's hardware and disks, for an export.
@@ -203,6 +206,11 @@ func (s *Service) DescribeMachine(tx *store.Tx, id string) (MachineDescription, 
 		if s.cfg.Volumes != nil {
 			if info, err := s.cfg.Volumes.LookupVolume(tx, mv.VolumeID); err == nil {
 				v.CapacityKiB = info.CapacityKiB
+				for _, u := range info.Users {
+					if u.Attached() && u.Machine != id && !slices.Contains(v.SharedWith, u.Machine) {
+						v.SharedWith = append(v.SharedWith, u.Machine)
+					}
+				}
 			}
 		}
 		d.Disks = append(d.Disks, v)

@@ -366,3 +366,44 @@ func waitJobState(e *env, uri string, states ...string) map[string]any {
 
 // idOf is the last segment of a resource URI.
 func idOf(uri string) string { return uri[strings.LastIndex(uri, "/")+1:] }
+
+// TestExportOfAMachineSharingAVolume exports a Machine whose shareable
+// Volume another Machine has attached too: the export copies the Volume, so
+// it is refused while that Machine runs, and once it is stopped the
+// export's Job holds it so that it cannot start before the copy ends.
+func TestExportOfAMachineSharingAVolume(t *testing.T) {
+	e := newEnv(t)
+	a, _ := e.machine("STOPPED")
+	b, _ := e.machine("STARTED")
+	vol := e.shareable(1024)
+	e.attach(a, vol)
+	e.attach(b, vol)
+	dest := filepath.Join(t.TempDir(), "a.ova")
+	export := func() reply {
+		return e.do(http.MethodPost, a+"/export", map[string]any{"resourceURI": "http://schemas.dmtf.org/cimi/1/Action",
+			"action": "http://schemas.dmtf.org/cimi/1/action/export", "destination": "file://" + dest})
+	}
+	bID := b[strings.LastIndex(b, "/")+1:]
+	e.refused("export while the sharing Machine runs", export(), http.StatusConflict, "shared with Machine "+bID)
+	if _, err := os.Stat(dest); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a refused export wrote %s: %v", dest, err)
+	}
+
+	e.ok("stop the sharing Machine", e.do(http.MethodPost, opHref(e.get(b), "http://schemas.dmtf.org/cimi/1/action/stop"), map[string]any{"resourceURI": "http://schemas.dmtf.org/cimi/1/Action",
+		"action": "http://schemas.dmtf.org/cimi/1/action/stop", "force": true}))
+	startHref := opHref(e.get(b), "http://schemas.dmtf.org/cimi/1/action/start")
+	r := export()
+	start := e.do(http.MethodPost, startHref, map[string]any{"resourceURI": "http://schemas.dmtf.org/cimi/1/Action",
+		"action": "http://schemas.dmtf.org/cimi/1/action/start"})
+	exp := e.job("export", r)
+	st := e.job("start of the sharing Machine", start)
+	if exp["state"] != "SUCCESS" || st["state"] != "SUCCESS" {
+		t.Fatalf("export %v, start %v", exp, st)
+	}
+	if exp["timeOfStatusChange"].(string) > st["timeOfStatusChange"].(string) {
+		t.Fatalf("the sharing Machine started (%v) before the export ended (%v)", st["timeOfStatusChange"], exp["timeOfStatusChange"])
+	}
+	if _, err := os.Stat(dest); err != nil {
+		t.Fatalf("export: %v", err)
+	}
+}

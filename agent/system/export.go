@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 
 	"cimid/agent/api"
@@ -80,7 +81,15 @@ func (s *Service) exportMachine(rq *api.Request) (api.Reply, error) {
 	}
 	id := rq.Vars["id"]
 	path := machinePath(id)
-	j, err := s.submit(job.Record{Kind: "machine.export", Action: cimi.ActionURI("export"), Name: "export Machine", Target: path, Locks: []string{path}},
+	sharers, err := s.sharingMachines([]string{id})
+	if err != nil {
+		return api.Reply{}, err
+	}
+	locks := []string{path}
+	for _, o := range sharers {
+		locks = append(locks, machinePath(o))
+	}
+	j, err := s.submit(job.Record{Kind: "machine.export", Action: cimi.ActionURI("export"), Name: "export Machine", Target: path, Locks: locks},
 		exportParams{MachineIDs: []string{id}, Destination: dest},
 		func(tx *store.Tx) error {
 			state, err := s.compute.MachineState(tx, id)
@@ -90,12 +99,66 @@ func (s *Service) exportMachine(rq *api.Request) (api.Reply, error) {
 			if state != cimi.StateStopped {
 				return errdefs.Conflictf("Machine %s is %s; stop it first (an export copies the disks of a STOPPED Machine)", id, state)
 			}
-			return nil
+			return s.checkSharers(tx, []string{id}, sharers)
 		})
 	if err != nil {
 		return api.Reply{}, err
 	}
 	return api.Reply{Status: http.StatusAccepted, JobID: j.ID, Location: path}, nil
+}
+
+// sharingMachines lists the Machines, other than ids, that have a
+// shareable Volume of one of ids attached. An export copies that Volume,
+// so its Job locks them and they must stay STOPPED until it ends.
+func (s *Service) sharingMachines(ids []string) ([]string, error) {
+	var out []string
+	err := s.db.View(func(tx *store.Tx) error {
+		for _, id := range ids {
+			d, err := s.compute.DescribeMachine(tx, id)
+			if err != nil {
+				return err
+			}
+			for _, disk := range d.Disks {
+				for _, o := range disk.SharedWith {
+					if !slices.Contains(ids, o) && !slices.Contains(out, o) {
+						out = append(out, o)
+					}
+				}
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// checkSharers refuses, in tx, an export of ids unless every Machine that
+// shares one of their Volumes is STOPPED and, when locked is not nil, among
+// the Machines the export's Job locks.
+func (s *Service) checkSharers(tx *store.Tx, ids, locked []string) error {
+	for _, id := range ids {
+		d, err := s.compute.DescribeMachine(tx, id)
+		if err != nil {
+			return err
+		}
+		for _, disk := range d.Disks {
+			for _, o := range disk.SharedWith {
+				if slices.Contains(ids, o) {
+					continue
+				}
+				if locked != nil && !slices.Contains(locked, o) {
+					return errdefs.Conflictf("Volume %s was attached to Machine %s meanwhile; try again", disk.VolumeID, o)
+				}
+				state, err := s.compute.MachineState(tx, o)
+				if err != nil {
+					return err
+				}
+				if state != cimi.StateStopped {
+					return errdefs.Conflictf("Volume %s of Machine %s is shared with Machine %s, which is %s; stop it first (an export copies the Volume, which it writes)", disk.VolumeID, id, o, state)
+				}
+			}
+		}
+	}
+	return nil
 }
 
 func (s *Service) exportSystem(rq *api.Request) (api.Reply, error) {
@@ -125,6 +188,13 @@ func (s *Service) exportSystem(rq *api.Request) (api.Reply, error) {
 		locks = append(locks, machinePath(m.ID))
 		p.MachineIDs = append(p.MachineIDs, m.ID)
 	}
+	sharers, err := s.sharingMachines(p.MachineIDs)
+	if err != nil {
+		return api.Reply{}, err
+	}
+	for _, o := range sharers {
+		locks = append(locks, machinePath(o))
+	}
 	j, err := s.submit(job.Record{Kind: "system.export", Action: cimi.ActionURI("export"), Name: "export System", Target: path, Locks: locks}, p,
 		func(tx *store.Tx) error {
 			for _, mid := range p.MachineIDs {
@@ -136,7 +206,7 @@ func (s *Service) exportSystem(rq *api.Request) (api.Reply, error) {
 					return errdefs.Conflictf("Machine %s of System %s is %s; stop the System first (an export copies the disks of STOPPED Machines)", mid, id, state)
 				}
 			}
-			return nil
+			return s.checkSharers(tx, p.MachineIDs, sharers)
 		})
 	if err != nil {
 		return api.Reply{}, err
@@ -276,6 +346,9 @@ func (s *Service) describeExport(p exportParams) ([]*exportedMachine, *systemRec
 		}
 		systems, err := records.List[systemRecord](tx, kindSystems)
 		if err != nil {
+			return err
+		}
+		if err := s.checkSharers(tx, p.MachineIDs, nil); err != nil {
 			return err
 		}
 		for _, id := range p.MachineIDs {
