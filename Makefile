@@ -23,7 +23,7 @@ BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 CONFDIR   ?= /etc/cimid
 DESTDIR   ?=
 
-.PHONY: all build run test test-unit vet host-setup systemd-tools bench clean install uninstall
+.PHONY: all build run test test-unit vet host-setup test-tools bench clean install uninstall
 
 all: build
 
@@ -41,15 +41,19 @@ vet:
 	$(GO) vet ./...
 	$(GO) vet -tags testhooks ./...
 
-# systemd-analyze checks the unit file in the tests (TestUnitVerify); get it
-# when the package can be installed, and say so when it cannot.
-systemd-tools:
-	@command -v systemd-analyze >/dev/null 2>&1 || \
-		apt-get install -y -q --no-install-recommends systemd >/dev/null 2>&1 || \
-		{ apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends systemd >/dev/null 2>&1; } || \
-		echo "warning: systemd-analyze is not installable here; the unit file is checked by directives only" >&2
+# Tools only the tests use: systemd-analyze checks the unit file
+# (TestUnitVerify), and Python with PyYAML runs cloud-init's own merging
+# code over the user-data we write (TestCloudInitMergesCredential). Get them
+# when the packages can be installed; say so when they cannot.
+TEST_PACKAGES = systemd python3 python3-yaml
+test-tools:
+	@missing=$$(for p in $(TEST_PACKAGES); do dpkg-query -W -f='$${db:Status-Status}\n' $$p 2>/dev/null | grep -q '^installed$$' || echo $$p; done); \
+	[ -z "$$missing" ] || \
+		apt-get install -y -q --no-install-recommends $$missing >/dev/null 2>&1 || \
+		{ apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends $$missing >/dev/null 2>&1; } || \
+		echo "warning: cannot install $$missing; the tests that need them will fail" >&2
 
-test: host-setup systemd-tools vet
+test: host-setup test-tools vet
 	$(GO) test $(TEST_FLAGS) ./...
 
 # Only the tests that need neither libvirt nor root.

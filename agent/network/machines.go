@@ -117,7 +117,9 @@ func (s *Service) ResolveTemplate(tx *store.Tx, urls api.URLs, base *TemplateSpe
 	return out, nil
 }
 
-// checkUserData validates base64 userData and its decoded size.
+// checkUserData validates base64 userData, its decoded size, and that the
+// seed can carry it over into a multipart user-data file when a
+// credential joins it: gzip'd data must decompress, a MIME document parse.
 func checkUserData(data string) (string, error) {
 	data = strings.TrimSpace(data)
 	if data == "" {
@@ -129,6 +131,9 @@ func checkUserData(data string) (string, error) {
 	}
 	if len(raw) > MaxUserData {
 		return "", errdefs.Invalidf("userData decodes to %d bytes; the limit is %d", len(raw), MaxUserData)
+	}
+	if err := cloudinit.CheckUserData(raw); err != nil {
+		return "", errdefs.Invalidf("userData %v", err)
 	}
 	return data, nil
 }

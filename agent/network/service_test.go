@@ -27,6 +27,7 @@ import (
 	"cimid/agent/cimi"
 	"cimid/agent/job"
 	"cimid/hypervisor"
+	"cimid/hypervisor/cloudinit"
 	"cimid/store"
 )
 
@@ -480,6 +481,9 @@ func TestMachineOnNetworks(t *testing.T) {
 	if !bytes.Contains(img, []byte("packages: [nginx]")) || !bytes.Contains(img, []byte(key)) || !bytes.Contains(img, []byte(dev.NICs[1].MAC)) || !bytes.Contains(img, []byte(`local-hostname: "web-1"`)) {
 		t.Fatal("the seed lacks the user data, the key, a MAC or the host name")
 	}
+	if !bytes.Contains(img, []byte("Content-Type: multipart/mixed;")) || !bytes.Contains(img, []byte("Merge-Type: "+cloudinit.MergeType)) {
+		t.Fatal("the user-data of a credential and userData is not a multipart document merging the credential in")
+	}
 	isoNet := "cimid-inst-" + path.Base(isolated)
 	if hosts := h.drv.dhcpHosts(isoNet); len(hosts) != 1 || hosts[0].IP != "10.243.0.7" || hosts[0].MAC != dev.NICs[1].MAC {
 		t.Fatalf("DHCP hosts: %+v", hosts)
@@ -575,6 +579,8 @@ func TestMachineTemplateBadInput(t *testing.T) {
 	urls := api.URLsFor(httptest.NewRequest(http.MethodGet, "http://localhost/cimi/", nil))
 	big := base64.StdEncoding.EncodeToString(make([]byte, MaxUserData+1))
 	notB64 := "%%%"
+	badGzip := base64.StdEncoding.EncodeToString([]byte("\x1f\x8b\x08\x00"))
+	noBoundary := base64.StdEncoding.EncodeToString([]byte("MIME-Version: 1.0\nContent-Type: multipart/mixed\n\n--x\n\nbody\n--x--\n"))
 	for name, c := range map[string]struct {
 		in   TemplateInput
 		want string
@@ -586,6 +592,8 @@ func TestMachineTemplateBadInput(t *testing.T) {
 		"bad key":       {TemplateInput{Credential: &cimi.CredentialInput{Key: "ssh-rsa AAAAB3"}}, "key"},
 		"big userData":  {TemplateInput{UserData: &big}, "the limit is 65536"},
 		"not base64":    {TemplateInput{UserData: &notB64}, "must be base64"},
+		"broken gzip":   {TemplateInput{UserData: &badGzip}, "userData is gzip'd but does not decompress"},
+		"no boundary":   {TemplateInput{UserData: &noBoundary}, "userData is a MIME multipart/mixed document without a boundary"},
 		"duplicate MAC": {TemplateInput{NetworkInterfaces: []cimi.MachineNetworkInterfaceInput{{Network: &cimi.Ref{Href: "networks/default"}, MACAddress: "52:54:00:00:00:01"}, {Network: &cimi.Ref{Href: "networks/default"}, MACAddress: "52:54:00:00:00:01"}}}, "given twice"},
 	} {
 		err := h.db.View(func(tx *store.Tx) error {

@@ -6,8 +6,13 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/xml"
+	"io"
+	"mime"
+	"mime/multipart"
 	"net/http"
+	"net/mail"
 	"net/netip"
+	"net/textproto"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"cimid/hypervisor/cloudinit"
 	"cimid/hypervisor/testguest"
 )
 
@@ -286,8 +292,8 @@ func TestMachineOnDefaultNetworkGetsAddressAndHotPlugs(t *testing.T) {
 // on the first bridge, gets no route (an isolated network hands out no
 // router), and the host's firewall, as libvirt sets it for isolated
 // networks, rejects whatever would be forwarded to or from either bridge.
-// The test guest has no shell to ping from, so this is checked on the
-// host's side of the guests.
+// This test checks the host's side of the guests;
+// TestMachineIsolationWithTraffic sends the traffic.
 func TestMachineNetworksAreIsolated(t *testing.T) {
 	e := mnStart(t)
 	d := e.d
@@ -372,19 +378,42 @@ func TestMachineSeedISO(t *testing.T) {
 	m := d.create("machines", map[string]any{"resourceURI": mnNS + "/MachineCreate", "name": "Seeded One", "machineTemplate": map[string]any{"href": tmpl}})
 	id := lastSegment(m)
 	domain := "cimid-" + inst + "-" + id
+	// The guest reads the seed from the IDE CD-ROM and finds both
+	// cloud-configs, the credential's key in the second.
+	for marker, want := range map[string]string{
+		testguest.MarkerSeed:     "meta-data network-config user-data",
+		testguest.MarkerUserData: "mime text/cloud-config text/cloud-config",
+		testguest.MarkerSSHKeys:  "1",
+	} {
+		if got := d.consoleLine(m, marker, 2*time.Minute); got != want {
+			t.Fatalf("console of the seeded Machine: %s %q, want %q", marker, got, want)
+		}
+	}
 	d.waitConsole(m, testguest.MarkerReady)
 	seed := filepath.Join(d.stateDir, "seed", "machine-"+id+"-seed.iso")
 	cdrom := seedCDROM(t, domain, seed)
-	if cdrom.Target.Bus != "sata" || cdrom.Driver.Type != "raw" {
+	if cdrom.Target.Bus != "ide" || cdrom.Target.Dev != "hdc" || cdrom.Driver.Type != "raw" {
 		t.Fatalf("seed CD-ROM: %+v", cdrom)
 	}
 	files := readSeed(t, seed)
-	if !bytes.Equal(files["user-data"], userData) {
-		t.Fatalf("user-data on the seed:\n%s\nwant the template's userData:\n%s", files["user-data"], userData)
+	// A credential and userData: the user's cloud-config, then the
+	// credential's, which cloud-init merges into it appending to lists.
+	parts := seedParts(t, files["user-data"])
+	if len(parts) != 2 || parts[0].mediaType != "text/cloud-config" || !bytes.Equal(parts[0].body, userData) {
+		t.Fatalf("user-data on the seed:\n%s\nwant the template's userData as its first part:\n%s", files["user-data"], userData)
 	}
-	ud := loadSeedYAML(t, files["user-data"]).(map[string]any)
+	ud := loadSeedYAML(t, parts[0].body).(map[string]any)
 	if run, _ := ud["runcmd"].([]any); len(run) != 1 {
 		t.Fatalf("user-data as cloud-init reads it: %v", ud)
+	}
+	credPart := parts[1]
+	if credPart.mediaType != "text/cloud-config" || credPart.header.Get("Merge-Type") != cloudinit.MergeType {
+		t.Fatalf("the credential's part: %s %v", credPart.mediaType, credPart.header)
+	}
+	credCC := loadSeedYAML(t, credPart.body).(map[string]any)
+	if users, _ := credCC["users"].([]any); len(users) != 2 || users[1].(map[string]any)["name"] != "alice" ||
+		!slices.Equal(anyStrings(users[1].(map[string]any)["ssh_authorized_keys"]), []string{key}) {
+		t.Fatalf("the credential's cloud-config: %v", credCC)
 	}
 	md := loadSeedYAML(t, files["meta-data"]).(map[string]any)
 	if md["instance-id"] != id || md["local-hostname"] != "seeded-one" || !slices.Equal(anyStrings(md["public-keys"]), []string{key}) {
@@ -468,6 +497,105 @@ func TestMachineSeedISO(t *testing.T) {
 	}
 	if left, _ := os.ReadDir(filepath.Join(d.stateDir, "seed")); len(left) != 0 {
 		t.Fatalf("files left in the seed directory: %v", left)
+	}
+}
+
+// seedPart is one part of a multipart user-data file, its body decoded.
+type seedPart struct {
+	mediaType string
+	header    textproto.MIMEHeader
+	body      []byte
+}
+
+// seedParts reads a multipart user-data file with mime/multipart.
+func seedParts(t *testing.T, doc []byte) []seedPart {
+	t.Helper()
+	msg, err := mail.ReadMessage(bytes.NewReader(doc))
+	if err != nil {
+		t.Fatalf("user-data is not a MIME document (%v):\n%s", err, doc)
+	}
+	mt, params, err := mime.ParseMediaType(msg.Header.Get("Content-Type"))
+	if err != nil || mt != "multipart/mixed" || msg.Header.Get("Mime-Version") != "1.0" {
+		t.Fatalf("user-data header: %v (%v)", msg.Header, err)
+	}
+	r := multipart.NewReader(msg.Body, params["boundary"])
+	var parts []seedPart
+	for {
+		p, err := r.NextPart()
+		if err == io.EOF {
+			return parts
+		}
+		if err != nil {
+			t.Fatalf("user-data part %d: %v\n%s", len(parts)+1, err, doc)
+		}
+		body, err := io.ReadAll(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Header.Get("Content-Transfer-Encoding") == "base64" {
+			if body, err = base64.StdEncoding.DecodeString(strings.ReplaceAll(string(body), "\n", "")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		pt, _, _ := mime.ParseMediaType(p.Header.Get("Content-Type"))
+		parts = append(parts, seedPart{mediaType: pt, header: p.Header, body: body})
+	}
+}
+
+// consoleLine waits for a line holding marker on a Machine's console and
+// returns what follows the marker, trimmed. The log is left as it is.
+func (d *daemon) consoleLine(machine, marker string, timeout time.Duration) string {
+	d.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	line, err := testguest.WaitConsole(ctx, d.console(machine), marker)
+	if err != nil {
+		d.t.Fatalf("console of %s: %v", lastSegment(machine), err)
+	}
+	return strings.TrimSpace(line[strings.Index(line, marker)+len(marker):])
+}
+
+// TestMachineSeedReachesGuest boots two Machines that have a credential
+// and userData and reads on their consoles that the guest mounted the
+// seed, found the keys and ran the scripts. The first has a stored
+// credential and a shell script; the second a credential by value and a
+// multipart document of its own holding a script and a cloud-config with
+// another key, which the guest finds besides the credential's.
+func TestMachineSeedReachesGuest(t *testing.T) {
+	e := mnStart(t)
+	d := e.d
+	cred := d.create("credentials", map[string]any{"resourceURI": mnNS + "/CredentialCreate", "name": "alice",
+		"credentialTemplate": map[string]any{"userName": "alice", "key": netTestKey(t)}})
+	hello := "#!/bin/sh\necho \"TESTGUEST: HELLO $(head -n 1 /run/seed/meta-data)\"\n"
+	own := "MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"own\"\n\n" +
+		"--own\nContent-Type: text/x-shellscript\n\n" + hello +
+		"--own\nContent-Type: text/cloud-config\n\n#cloud-config\nssh_authorized_keys:\n  - " + netTestKey(t) + "\n" +
+		"--own--\n"
+	noNICs := []any{}
+	m1 := e.machine("scripted", map[string]any{"networkInterfaces": noNICs, "credential": map[string]any{"href": cred},
+		"userData": base64.StdEncoding.EncodeToString([]byte(hello))})
+	m2 := e.machine("multipart", map[string]any{"networkInterfaces": noNICs,
+		"credential": map[string]any{"userName": "bob", "key": netTestKey(t)},
+		"userData":   base64.StdEncoding.EncodeToString([]byte(own))})
+	for _, c := range []struct {
+		m        string
+		userData string
+		keys     string
+	}{
+		{m1, "mime text/x-shellscript text/cloud-config", "1"},
+		{m2, "mime text/x-shellscript text/cloud-config text/cloud-config", "2"},
+	} {
+		for _, w := range [][2]string{
+			{testguest.MarkerSeed, "meta-data network-config user-data"},
+			{testguest.MarkerUserData, c.userData},
+			{testguest.MarkerSSHKeys, c.keys},
+			{"TESTGUEST: HELLO", `instance-id: "` + lastSegment(c.m) + `"`},
+			{testguest.MarkerScriptExit, "1 0"},
+		} {
+			if got := d.consoleLine(c.m, w[0], 2*time.Minute); got != w[1] {
+				t.Errorf("console of %s: %s %q, want %q", lastSegment(c.m), w[0], got, w[1])
+			}
+		}
 	}
 }
 
@@ -572,6 +700,10 @@ func TestMachineNetworkBadInput(t *testing.T) {
 		{"unknown credential", map[string]any{"credential": map[string]any{"href": "credentials/nosuch"}}, http.StatusBadRequest, []string{"nosuch"}},
 		{"userData not Base64", map[string]any{"userData": "#cloud-config\nruncmd: []"}, http.StatusBadRequest, []string{"userData", "base64"}},
 		{"userData over the limit", map[string]any{"userData": big}, http.StatusBadRequest, []string{"userData", "limit"}},
+		{"gzip'd userData that does not decompress", map[string]any{"userData": base64.StdEncoding.EncodeToString([]byte("\x1f\x8b\x08\x00"))},
+			http.StatusBadRequest, []string{"userData is gzip'd but does not decompress"}},
+		{"MIME userData without a boundary", map[string]any{"userData": base64.StdEncoding.EncodeToString([]byte("MIME-Version: 1.0\nContent-Type: multipart/mixed\n\n--x--\n"))},
+			http.StatusBadRequest, []string{"userData is a MIME multipart/mixed document without a boundary"}},
 	}
 	before := d.count("machines")
 	for _, c := range cases {

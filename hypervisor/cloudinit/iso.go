@@ -31,6 +31,7 @@ type File struct {
 //	23     primary root directory
 //	24     Joliet root directory
 //	25-    file contents, each starting on a sector boundary
+//	then   padSectors of zeros, part of the volume
 //
 // Both directory trees point at the same file extents. The primary tree
 // carries ISO 9660 level 1 names (8.3, upper case); the Joliet tree the
@@ -47,6 +48,12 @@ const (
 	sectorJolietDir = 24
 	firstDataSector = 25
 )
+
+// padSectors of zeros end every volume (300 KiB), as mkisofs and
+// genisoimage pad theirs: read-ahead near the end of a CD-ROM then stays
+// within the volume, and probes that read the first 68 KiB of a device
+// (busybox's findfs and blkid among them) find a volume that large.
+const padSectors = 150
 
 // maxJolietName is the longest name Joliet allows, in UCS-2 characters.
 const maxJolietName = 64
@@ -67,6 +74,7 @@ func WriteISO(w io.Writer, label string, files []File, modified time.Time) error
 		entries[i].extent = end
 		end += sectors(len(entries[i].file.Data))
 	}
+	end += padSectors
 	primaryDir, err := directory(entries, sectorRoot, false, modified)
 	if err != nil {
 		return err
@@ -90,6 +98,7 @@ func WriteISO(w io.Writer, label string, files []File, modified time.Time) error
 	for _, e := range entries {
 		img = appendPadded(img, e.file.Data)
 	}
+	img = append(img, make([]byte, padSectors*sectorSize)...)
 	if len(img) != int(end)*sectorSize {
 		return fmt.Errorf("iso9660: internal layout error: %d bytes for %d sectors", len(img), end)
 	}

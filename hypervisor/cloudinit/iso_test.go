@@ -152,6 +152,15 @@ func TestWriteISOReadsBack(t *testing.T) {
 			t.Errorf("primary %s does not hold the content of %s (primary names: %v)", id, name, keys(v.primary))
 		}
 	}
+	// The volume ends in padSectors of zeros, counted in its size.
+	// Data: one sector each for meta-data and network-config, three for
+	// user-data, none for empty.
+	if n, want := len(buf.Bytes())/sectorSize, firstDataSector+5+padSectors; v.sectors != uint32(n) || n != want {
+		t.Errorf("%d sectors, the volume says %d; want %d", n, v.sectors, want)
+	}
+	if tail := buf.Bytes()[len(buf.Bytes())-padSectors*sectorSize:]; !bytes.Equal(tail, make([]byte, len(tail))) {
+		t.Error("the padding is not zeros")
+	}
 	// Same input, same bytes.
 	var again bytes.Buffer
 	if err := WriteISO(&again, "cidata", files, time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)); err != nil {

@@ -27,7 +27,12 @@ type Seed struct {
 	InstanceID string
 	// Hostname is the guest's local host name (an RFC 1123 label).
 	Hostname string
-	// UserData, when not empty, is written as the user-data file as is.
+	// UserData is the user's own user data. Without a credential
+	// (UserName or SSHKeys) it is the user-data file as is; with one, the
+	// user-data file is a MIME multipart document of UserData's parts
+	// followed by the credential's #cloud-config, which cloud-init merges
+	// into UserData's own cloud-config (see MergeType). When UserData is
+	// empty, the user-data file is the credential's #cloud-config alone.
 	UserData []byte
 	// UserName, when set, is a user created with SSHKeys (and PasswordHash);
 	// otherwise SSHKeys go to the image's default user.
@@ -50,9 +55,9 @@ func (s Seed) Files() ([]File, error) {
 	if err := s.validate(); err != nil {
 		return nil, err
 	}
-	user := s.UserData
-	if len(user) == 0 {
-		user = s.cloudConfig()
+	user, err := s.userData()
+	if err != nil {
+		return nil, err
 	}
 	return []File{
 		{Name: "meta-data", Data: s.metaData()},
@@ -106,8 +111,28 @@ func (s Seed) metaData() []byte {
 	return []byte(b.String())
 }
 
-// cloudConfig is the user-data written when none is given: the keys (and
-// password) of the credential, for the named user or the default one.
+// hasUser tells whether the seed has a credential: a user to create or
+// keys to install.
+func (s Seed) hasUser() bool { return s.UserName != "" || len(s.SSHKeys) > 0 }
+
+// userData renders the user-data file.
+func (s Seed) userData() ([]byte, error) {
+	switch {
+	case len(s.UserData) == 0:
+		return s.cloudConfig(), nil
+	case !s.hasUser():
+		return s.UserData, nil
+	}
+	parts, err := userParts(s.UserData)
+	if err != nil {
+		return nil, fmt.Errorf("cloud-init seed: user data %w", err)
+	}
+	cred := newPart("text/cloud-config", credentialFile, s.cloudConfig(), [][2]string{{"Merge-Type", MergeType}})
+	return multipartDocument(append(parts, cred)), nil
+}
+
+// cloudConfig is the cloud-config of the credential: its keys (and
+// password) for the named user or the default one.
 func (s Seed) cloudConfig() []byte {
 	var b strings.Builder
 	b.WriteString("#cloud-config\n")

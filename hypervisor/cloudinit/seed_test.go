@@ -89,11 +89,20 @@ func TestSeedDefaultUserAndOwnUserData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(files[1].Data, own) {
-		t.Errorf("user-data is not the given user data: %q", files[1].Data)
+	if !bytes.HasPrefix(files[1].Data, []byte("Content-Type: multipart/mixed;")) {
+		t.Errorf("user-data of keys and user data is not a multipart document:\n%s", files[1].Data)
 	}
 	if !strings.Contains(string(files[0].Data), "public-keys:") {
 		t.Errorf("meta-data lost the key when user data is given:\n%s", files[0].Data)
+	}
+
+	// Without a user or keys, the user data is the user-data file as is.
+	s = Seed{InstanceID: "i", Hostname: "h", UserData: own}
+	if files, err = s.Files(); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(files[1].Data, own) {
+		t.Errorf("user-data is not the given user data: %q", files[1].Data)
 	}
 }
 

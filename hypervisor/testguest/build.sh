@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # build.sh - build the cimid test guest from Debian packages: the Debian cloud kernel, a busybox
-# initramfs, and two small disks that boot them with SYSLINUX.
+# initramfs, and two small disks that boot them with SYSLINUX. The guest acts as a tiny cloud-init:
+# it reads a NoCloud seed (a volume labelled cidata, e.g. the CD-ROM cimid attaches on IDE) and
+# runs the shell scripts of its user data.
 #
 # Usage: hypervisor/testguest/build.sh OUTDIR
 #
 # Writes into OUTDIR (created if needed):
 #   vmlinuz               kernel from the linux-image-*-cloud-amd64 package (extracted, not installed)
-#   initrd.img            gzip'd cpio: busybox-static, a few kernel modules, and /init
+#   initrd.img            gzip'd cpio: busybox-static, a few kernel modules (virtio, the PIIX IDE
+#                         controller, CD-ROM and ISO 9660 among them), and /init
 #   disk.qcow2            64 MiB FAT disk without partition table, SYSLINUX boot sector, booting
 #                         vmlinuz + initrd.img with "console=ttyS0 quiet"
 #   disk-poweroff.qcow2   the same, with "tg.after=poweroff tg.delay=8" added: the guest powers
@@ -25,8 +28,27 @@
 #
 # The guest reports on its serial console (ttyS0), one line per event:
 #   TESTGUEST: BOOTED <uptime>          /init runs and its modules are loaded
-#   TESTGUEST: DISKS <dev>... | none    block devices at boot
+#   TESTGUEST: DISKS <dev>... | none    block devices at boot (a seed CD-ROM shows as sr0)
 #   TESTGUEST: SIZE <dev> <bytes>       size of each disk at boot, when added, and when it changes
+#   TESTGUEST: SEED <file>... | none    the files of the cidata volume, mounted read-only on
+#                                       /run/seed; none when there is no such volume (the seed is
+#                                       read, and its scripts run, at every boot)
+#   TESTGUEST: USER-DATA [mime] <type>... | none | gzip-unreadable
+#                                       what the seed's user-data holds (gunzipped first if gzip'd):
+#                                       "mime" and the type of each part of a MIME document, else
+#                                       the one type of the whole, each type from the part's
+#                                       Content-Type or else from its first line as cloud-init
+#                                       tells it (#! text/x-shellscript, #cloud-config
+#                                       text/cloud-config, ...; text/plain when unknown)
+#   TESTGUEST: SSH-KEYS <n>             entries of ssh_authorized_keys lists (block style) in the
+#                                       text/cloud-config parts, wherever they are
+#   TESTGUEST: SCRIPT-START <part>      a text/x-shellscript part (numbered from 1) starts, once
+#                                       every NIC of the boot has its lease or gave up; the
+#                                       scripts run one after the other, in the background, with
+#                                       their output on the console (print "TESTGUEST: ..." lines
+#                                       to be seen by tests); base64 parts are decoded
+#   TESTGUEST: SCRIPT-EXIT <part> <status>
+#                                       the script ended with that exit status
 #   TESTGUEST: READY                    the ACPI power button is handled from now on
 #   TESTGUEST: ACPI-POWEROFF            the power button was pressed; the guest powers off at once
 #   TESTGUEST: DISK-ADDED <dev>         a block device appeared (checked twice a second)
@@ -214,7 +236,8 @@ kernel=$(find "$WORK/pkg/boot" -name 'vmlinuz-*' | head -n 1)
 
 # Modules /init loads; their dependencies are added in load order.
 WANT_MODULES=(virtio_pci virtio_blk virtio_net virtio_scsi sd_mod virtio_balloon
-              button evdev pvpanic_mmio pvpanic_pci)
+              button evdev pvpanic_mmio pvpanic_pci
+              ata_piix sr_mod cdrom isofs)
 declare -A module_path=() module_seen=()
 module_order=()
 while IFS= read -r path; do
@@ -291,6 +314,69 @@ scan_disks
 tg "DISKS ${CUR_DISKS:-none}"
 for d in $CUR_DISKS; do report_size "$d"; done
 
+# cloud-init NoCloud seed: a volume labelled cidata, mounted read-only on /run/seed. Its user-data
+# is read as cloud-init reads it, in part: gzip'd or not, a MIME document split into its parts, each
+# part typed by its Content-Type or else by its first line. Scripts run later (see below);
+# ssh_authorized_keys entries of the cloud-config parts are counted.
+mkdir -p /run/seed /run/testguest
+SCRIPTS=""
+# kind_of FILE: the content type cloud-init gives FILE by its first line.
+kind_of() {
+  case "$(awk 'NF { sub(/^[ \t]+/, ""); print tolower($0); exit }' "$1")" in
+    '#cloud-config-archive'*) echo text/cloud-config-archive ;;
+    '#cloud-config'*) echo text/cloud-config ;;
+    '#include'*) echo text/x-include-url ;;
+    '#cloud-boothook'*) echo text/cloud-boothook ;;
+    '#!'*) echo text/x-shellscript ;;
+    *) echo text/plain ;;
+  esac
+}
+read_user_data() {
+  ud=$1 dir=/run/testguest/parts
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  if [ "$(head -c 2 "$ud" | od -An -tx1 | tr -d ' \n')" = 1f8b ]; then
+    zcat "$ud" >/run/testguest/user-data 2>/dev/null || { tg "USER-DATA gzip-unreadable"; return 0; }
+    ud=/run/testguest/user-data
+  fi
+  mime=""
+  if head -c 4096 "$ud" | grep -qi '^mime-version:'; then
+    mime="mime "
+    awk -v dir="$dir" -f /etc/testguest/mime.awk "$ud"
+  else
+    : >"$dir/1.type"
+    : >"$dir/1.enc"
+    cp "$ud" "$dir/1.body"
+  fi
+  types="" keys=0 k=1
+  while [ -e "$dir/$k.type" ]; do
+    p=$dir/$k
+    read -r t <"$p.type" || t=""
+    read -r e <"$p.enc" || e=""
+    touch "$p.body"
+    case "$e" in
+      base64) base64 -d "$p.body" >"$p.data" 2>/dev/null || : ;;
+      *) cp "$p.body" "$p.data" ;;
+    esac
+    case "$t" in ''|text/plain|text/x-not-multipart) t=$(kind_of "$p.data") ;; esac
+    types="$types $t"
+    case "$t" in
+      text/x-shellscript) SCRIPTS="$SCRIPTS $p.data" ;;
+      text/cloud-config) keys=$((keys + $(awk -f /etc/testguest/keys.awk "$p.data"))) ;;
+    esac
+    k=$((k + 1))
+  done
+  tg "USER-DATA $mime${types# }"
+  tg "SSH-KEYS $keys"
+}
+seed_dev=$(findfs LABEL=cidata 2>/dev/null)
+if [ -n "$seed_dev" ] && mount -o ro "$seed_dev" /run/seed 2>/dev/null; then
+  tg "SEED $(cd /run/seed && echo *)"
+  if [ -s /run/seed/user-data ]; then read_user_data /run/seed/user-data; else tg "USER-DATA none"; fi
+else
+  tg "SEED none"
+fi
+
 # ACPI power button: the button driver adds an input device named "Power Button"; busybox acpid
 # reads it and runs /etc/acpi/power-button (see /etc/acpid.conf) on KEY_POWER.
 button=""
@@ -319,9 +405,11 @@ else
 fi
 
 ip link set lo up
+# dhcp IF: one DHCP lease for IF, then IF's mark in /run/testguest, lease or not.
 dhcp() {
   ip link set "$1" up
   udhcpc -f -q -n -i "$1" -t 15 -T 2 -s /etc/testguest/udhcpc >/dev/null 2>&1 || tg "NET $1 none"
+  : >"/run/testguest/dhcp-$1.done"
 }
 scan_nics() {
   CUR_NICS=""
@@ -334,6 +422,23 @@ scan_nics() {
 }
 scan_nics
 for n in $CUR_NICS; do dhcp "$n" & done
+
+# The scripts of the user data run in order once every NIC of the boot has its lease (or gave up).
+if [ -n "$SCRIPTS" ]; then
+  (
+    for n in $CUR_NICS; do
+      i=0
+      while [ ! -e "/run/testguest/dhcp-$n.done" ] && [ $i -lt 900 ]; do sleep 0.1; i=$((i + 1)); done
+    done
+    for s in $SCRIPTS; do
+      k=${s##*/}; k=${k%.data}
+      chmod 755 "$s"
+      tg "SCRIPT-START $k"
+      "$s" </dev/null
+      tg "SCRIPT-EXIT $k $?"
+    done
+  ) &
+fi
 
 after=""
 delay=0
@@ -407,6 +512,65 @@ case "$1" in
     ;;
 esac
 exit 0
+EOF
+cat >"$ROOT/etc/testguest/mime.awk" <<'EOF'
+# mime.awk: split a MIME document into the files DIR/N.type (media type, lower case), DIR/N.enc
+# (transfer encoding) and DIR/N.body (the body as sent), N counting the parts from 1. A document
+# that is not multipart is one part.
+function boundary(ct,   i, v) {
+  i = index(tolower(ct), "boundary=")
+  if (!i) return ""
+  v = substr(ct, i + 9)
+  if (substr(v, 1, 1) == "\"") { v = substr(v, 2); sub(/".*/, "", v) } else sub(/[; \t].*/, "", v)
+  return v
+}
+function media(ct) { ct = tolower(ct); sub(/;.*/, "", ct); gsub(/[ \t]/, "", ct); return ct }
+function header(line,   name, v) {
+  if (line ~ /^[ \t]/) { if (last != "") h[last] = h[last] " " line; return }
+  name = tolower(line); sub(/:.*/, "", name); gsub(/[ \t]/, "", name)
+  v = line; sub(/^[^:]*:[ \t]*/, "", v)
+  h[name] = v; last = name
+}
+function start_body() {
+  print media(h["content-type"]) > (dir "/" n ".type"); close(dir "/" n ".type")
+  print tolower(h["content-transfer-encoding"]) > (dir "/" n ".enc"); close(dir "/" n ".enc")
+  printf "" > (dir "/" n ".body")
+  state = "body"; lines = 0
+}
+BEGIN { state = "top"; n = 0 }
+{ sub(/\r$/, "") }
+state == "top" {
+  if ($0 != "") { header($0); next }
+  b = boundary(h["content-type"])
+  if (media(h["content-type"]) ~ /^multipart\// && b != "") { state = "preamble"; next }
+  n = 1; start_body(); next
+}
+state == "head" {
+  if ($0 != "") { header($0); next }
+  start_body(); next
+}
+state == "preamble" || state == "body" {
+  if (b != "" && $0 == "--" b "--") { state = "end"; next }
+  if (b != "" && $0 == "--" b) { n++; split("", h); last = ""; state = "head"; next }
+  # the line end before a delimiter belongs to the delimiter
+  if (state == "body") { printf "%s%s", (lines++ ? "\n" : ""), $0 > (dir "/" n ".body") }
+}
+END { if (state == "body" && lines) printf "\n" > (dir "/" n ".body") }
+EOF
+cat >"$ROOT/etc/testguest/keys.awk" <<'EOF'
+# keys.awk: print how many entries the ssh_authorized_keys lists of a cloud-config hold (block
+# style, one key a line), wherever they are: at the top or in a user's entry.
+{
+  match($0, /^ */); ind = RLENGTH
+  if (inkeys) {
+    if ($0 ~ /^[ \t]*(#.*)?$/) next
+    if ($0 ~ /^ *- / && ind >= keyind) { n++; next }
+    inkeys = 0
+  }
+  line = $0; sub(/^ *(- +)?/, "", line)
+  if (line ~ /^ssh_authorized_keys: *$/) { match($0, /^ *(- +)?/); keyind = RLENGTH; inkeys = 1 }
+}
+END { print n + 0 }
 EOF
 chmod 755 "$ROOT/init" "$ROOT/etc/acpi/power-button" "$ROOT/etc/testguest/udhcpc"
 

@@ -5,7 +5,10 @@
 // directories QEMU can read, and watch the guest's serial console.
 //
 // The guest prints one "TESTGUEST: ..." line per event on ttyS0; build.sh
-// documents every line and the kernel command line options it honours.
+// documents every line and the kernel command line options it honours. It
+// reads a cloud-init NoCloud seed (a volume labelled cidata) as a tiny
+// cloud-init would, and runs the shell scripts of its user data with their
+// output on the console, so that a test can make a guest act.
 package testguest
 
 import (
@@ -30,6 +33,22 @@ const (
 	MarkerReady        = "TESTGUEST: READY"
 	MarkerACPIPoweroff = "TESTGUEST: ACPI-POWEROFF"
 	MarkerSelfPoweroff = "TESTGUEST: SELF-POWEROFF"
+
+	// MarkerSeed is followed by the files of the seed volume, or "none".
+	MarkerSeed = "TESTGUEST: SEED"
+	// MarkerUserData is followed by what the seed's user-data holds:
+	// "mime" and the content type of each part of a MIME document, or the
+	// one content type of the whole.
+	MarkerUserData = "TESTGUEST: USER-DATA"
+	// MarkerSSHKeys is followed by the number of ssh_authorized_keys
+	// entries in the user data's cloud-config.
+	MarkerSSHKeys = "TESTGUEST: SSH-KEYS"
+	// MarkerScriptStart is followed by the number of the user data's part
+	// whose script starts (1 for user data that is a script).
+	MarkerScriptStart = "TESTGUEST: SCRIPT-START"
+	// MarkerScriptExit is followed by the part's number and the script's
+	// exit status.
+	MarkerScriptExit = "TESTGUEST: SCRIPT-EXIT"
 )
 
 // DefaultCacheDir keeps the downloaded kernel package and the built guest.

@@ -3,6 +3,7 @@ package testguest_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/xml"
 	"fmt"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"cimid/hypervisor/cloudinit"
 	"cimid/hypervisor/testguest"
 )
 
@@ -32,7 +34,7 @@ const (
 func TestACPIShutdown(t *testing.T) {
 	t.Parallel()
 	g := testguest.Build(t)
-	d := startGuest(t, g.Disk)
+	d := startGuest(t, g.Disk, "")
 
 	line := d.waitConsole(t, testguest.MarkerReady, bootTimeout)
 	t.Logf("%s after %v: %q", testguest.MarkerReady, time.Since(d.started).Round(time.Millisecond), line)
@@ -53,7 +55,7 @@ func TestACPIShutdown(t *testing.T) {
 func TestSelfPoweroff(t *testing.T) {
 	t.Parallel()
 	g := testguest.Build(t)
-	d := startGuest(t, g.PoweroffDisk)
+	d := startGuest(t, g.PoweroffDisk, "")
 
 	d.waitConsole(t, testguest.MarkerReady, bootTimeout)
 	readyAt := time.Now()
@@ -61,6 +63,45 @@ func TestSelfPoweroff(t *testing.T) {
 	d.waitConsole(t, testguest.MarkerSelfPoweroff, stopTimeout)
 	d.waitGone(t, stopTimeout)
 	t.Logf("domain gone %v after READY", time.Since(readyAt).Round(time.Millisecond))
+}
+
+// TestSeedRunsUserData boots the guest with a cloud-init seed on an IDE
+// CD-ROM whose user-data combines a credential with the user's own
+// multipart document: the guest mounts the seed, finds the keys of both
+// cloud-configs and runs both scripts, in order, on the console.
+func TestSeedRunsUserData(t *testing.T) {
+	t.Parallel()
+	g := testguest.Build(t)
+	own := "MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=own\n\n" +
+		"--own\nContent-Type: text/x-shellscript\n\n#!/bin/sh\necho \"TESTGUEST: FIRST $(cat /run/seed/meta-data | head -n 1)\"\n" +
+		"--own\nContent-Type: text/cloud-config\n\n#cloud-config\nssh_authorized_keys:\n  - ssh-ed25519 AAAAown one@x\n" +
+		"--own\nContent-Type: text/x-shellscript\nContent-Transfer-Encoding: base64\n\n" +
+		base64.StdEncoding.EncodeToString([]byte("#!/bin/sh\necho TESTGUEST: SECOND\nexit 3\n")) + "\n--own--\n"
+	seed := cloudinit.Seed{InstanceID: "tg-seed", Hostname: "tg", UserName: "alice", UserData: []byte(own),
+		SSHKeys: []string{"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl alice@example"}}
+	iso := filepath.Join(testguest.TempDir(t), "seed.iso")
+	if err := seed.WriteFile(iso, time.Unix(1700000000, 0)); err != nil {
+		t.Fatal(err)
+	}
+	d := startGuest(t, g.Disk, iso)
+	for _, c := range []struct{ marker, want string }{
+		{testguest.MarkerSeed, " meta-data network-config user-data"},
+		{testguest.MarkerUserData, " mime text/x-shellscript text/cloud-config text/x-shellscript text/cloud-config"},
+		{testguest.MarkerSSHKeys, " 2"},
+		{testguest.MarkerReady, ""},
+		{testguest.MarkerScriptStart + " 1", ""},
+		{"TESTGUEST: FIRST", ` instance-id: "tg-seed"`},
+		{testguest.MarkerScriptExit + " 1", " 0"},
+		{testguest.MarkerScriptStart + " 3", ""},
+		{"TESTGUEST: SECOND", ""},
+		{testguest.MarkerScriptExit + " 3", " 3"},
+	} {
+		line := d.waitConsole(t, c.marker, bootTimeout)
+		if !strings.HasSuffix(line, c.marker+c.want) {
+			t.Fatalf("console line %q, want it to end in %q", line, c.marker+c.want)
+		}
+	}
+	t.Logf("scripts done %v after the start", time.Since(d.started).Round(time.Millisecond))
 }
 
 // TestBuildIsCached checks that a second Build with unchanged inputs is a
@@ -144,9 +185,10 @@ type domain struct {
 	started time.Time
 }
 
-// startGuest boots a transient domain from an overlay of disk. The domain
-// is destroyed when the test ends.
-func startGuest(t *testing.T, disk string) *domain {
+// startGuest boots a transient domain from an overlay of disk, with the
+// ISO image seed (when not empty) as an IDE CD-ROM. The domain is
+// destroyed when the test ends.
+func startGuest(t *testing.T, disk, seed string) *domain {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
@@ -162,7 +204,7 @@ func startGuest(t *testing.T, disk string) *domain {
 		console: filepath.Join(dir, "console.log"),
 	}
 	xmlPath := filepath.Join(dir, "domain.xml")
-	if err := os.WriteFile(xmlPath, []byte(domainXML(d.name, testguest.DomainType(), overlay, d.console)), 0o644); err != nil {
+	if err := os.WriteFile(xmlPath, []byte(domainXML(d.name, testguest.DomainType(), overlay, seed, d.console)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	d.started = time.Now()
@@ -249,7 +291,17 @@ func virsh(ctx context.Context, args ...string) (string, error) {
 	return string(bytes.TrimSpace(out)), err
 }
 
-func domainXML(name, domainType, disk, consoleLog string) string {
+func domainXML(name, domainType, disk, seed, consoleLog string) string {
+	cdrom := ""
+	if seed != "" {
+		cdrom = fmt.Sprintf(`
+    <disk type='file' device='cdrom'>
+      <driver name='qemu' type='raw'/>
+      <source file='%s'/>
+      <target dev='hdc' bus='ide'/>
+      <readonly/>
+    </disk>`, esc(seed))
+	}
 	return fmt.Sprintf(`<domain type='%s'>
   <name>%s</name>
   <memory unit='MiB'>128</memory>
@@ -267,7 +319,7 @@ func domainXML(name, domainType, disk, consoleLog string) string {
       <driver name='qemu' type='qcow2'/>
       <source file='%s'/>
       <target dev='vda' bus='virtio'/>
-    </disk>
+    </disk>%s
     <serial type='pty'>
       <log file='%s' append='on'/>
       <target port='0'/>
@@ -278,7 +330,7 @@ func domainXML(name, domainType, disk, consoleLog string) string {
     <memballoon model='none'/>
   </devices>
 </domain>
-`, esc(domainType), esc(name), esc(disk), esc(consoleLog))
+`, esc(domainType), esc(name), esc(disk), cdrom, esc(consoleLog))
 }
 
 func esc(s string) string {
