@@ -1,25 +1,24 @@
 package compute
 
 import (
-	"cimid/agent/records"
-	"net/http"
 	"strings"
 
 	"cimid/agent/api"
 	"cimid/agent/cimi"
 	"cimid/agent/errdefs"
-	"cimid/agent/job"
+	"cimid/agent/records"
+	"cimid/agent/resource"
 	"cimid/store"
 )
 
 // providerConfigs are the sizes every host offers out of the box.
 var providerConfigs = []configRecord{
-	{meta: meta{ID: "small", Name: "small", Description: "1 vCPU, 512 MiB memory, 10 GiB disk"},
-		configSpec: configSpec{CPU: 1, MemoryKiB: 512 << 10, Disks: []diskConfig{{CapacityKiB: 10 << 20, InitialLocation: "vda"}}}},
-	{meta: meta{ID: "medium", Name: "medium", Description: "2 vCPUs, 2 GiB memory, 20 GiB disk"},
-		configSpec: configSpec{CPU: 2, MemoryKiB: 2 << 20, Disks: []diskConfig{{CapacityKiB: 20 << 20, InitialLocation: "vda"}}}},
-	{meta: meta{ID: "large", Name: "large", Description: "4 vCPUs, 8 GiB memory, 40 GiB disk"},
-		configSpec: configSpec{CPU: 4, MemoryKiB: 8 << 20, Disks: []diskConfig{{CapacityKiB: 40 << 20, InitialLocation: "vda"}}}},
+	{meta: meta{ID: "small", Name: "small", Description: "1 vCPU, 512 MiB memory, 10 GiB disk"}, Provider: true,
+		configSpec: configSpec{CPU: 1, MemoryKiB: 512 << 10, CPUArch: "x86_64", Disks: []diskConfig{{CapacityKiB: 10 << 20, InitialLocation: "vda"}}}},
+	{meta: meta{ID: "medium", Name: "medium", Description: "2 vCPUs, 2 GiB memory, 20 GiB disk"}, Provider: true,
+		configSpec: configSpec{CPU: 2, MemoryKiB: 2 << 20, CPUArch: "x86_64", Disks: []diskConfig{{CapacityKiB: 20 << 20, InitialLocation: "vda"}}}},
+	{meta: meta{ID: "large", Name: "large", Description: "4 vCPUs, 8 GiB memory, 40 GiB disk"}, Provider: true,
+		configSpec: configSpec{CPU: 4, MemoryKiB: 8 << 20, CPUArch: "x86_64", Disks: []diskConfig{{CapacityKiB: 40 << 20, InitialLocation: "vda"}}}},
 }
 
 // Bounds of what a configuration may ask for.
@@ -28,30 +27,35 @@ const (
 	maxDisks     = 16
 )
 
-func (s *Service) seedConfigs() error {
-	now := s.now()
-	return s.db.Update(func(tx *store.Tx) error {
-		for _, c := range providerConfigs {
-			if _, err := tx.Get(kindConfigs, c.ID); err == nil {
-				continue
-			}
-			c.Created, c.Updated, c.Provider, c.CPUArch = now, now, true, "x86_64"
-			if err := records.Put(tx, kindConfigs, c.ID, c); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+// seedConfigs writes the provider's configurations that the store does
+// not hold yet.
+func (s *Service) seedConfigs() error { return s.configKind().Seed(providerConfigs) }
+
+func (s *Service) configKind() resource.Kind[configRecord, cimi.MachineConfiguration] {
+	return resource.Kind[configRecord, cimi.MachineConfiguration]{Backend: s.backend(),
+		Kind: kindConfigs, Type: "MachineConfiguration", MemberKey: "machineConfigurations",
+		Doc: s.configDoc, Meta: func(c *configRecord) *meta { return &c.meta }, InUse: configInUse}
 }
 
 func (s *Service) configRoutes() []api.Route {
-	return []api.Route{
-		{Method: http.MethodGet, Path: "/machineConfigs", Handler: s.listConfigs},
-		{Method: http.MethodPost, Path: "/machineConfigs", Handler: s.createConfig},
-		{Method: http.MethodGet, Path: "/machineConfigs/{id}", Handler: s.getConfig},
-		{Method: http.MethodPut, Path: "/machineConfigs/{id}", Handler: s.updateConfig},
-		{Method: http.MethodDelete, Path: "/machineConfigs/{id}", Handler: s.deleteConfig},
+	k := s.configKind()
+	return k.Routes(s.createConfig, k.Delete)
+}
+
+// configInUse refuses to delete a provider-defined configuration or one
+// that templates name.
+func configInUse(tx *store.Tx, c configRecord) error {
+	if c.Provider {
+		return errdefs.Conflictf("MachineConfiguration %s is provider-defined and cannot be deleted", c.ID)
 	}
+	t, found, err := records.Find(tx, kindTemplates, func(t templateRecord) bool { return t.ConfigID == c.ID })
+	if err != nil {
+		return err
+	}
+	if found {
+		return errdefs.Conflictf("MachineConfiguration %s is used by MachineTemplate %s", c.ID, t.ID)
+	}
+	return nil
 }
 
 func (s *Service) configDoc(urls api.URLs, c configRecord) *cimi.MachineConfiguration {
@@ -77,34 +81,6 @@ func diskConfigDocs(disks []diskConfig) []cimi.DiskConfig {
 		out = append(out, cimi.DiskConfig{Capacity: d.CapacityKiB, Format: d.Format, InitialLocation: d.InitialLocation})
 	}
 	return out
-}
-
-func (s *Service) listConfigs(rq *api.Request) (api.Reply, error) {
-	var recs []configRecord
-	err := s.db.View(func(tx *store.Tx) (err error) {
-		recs, err = records.List[configRecord](tx, kindConfigs)
-		return err
-	})
-	if err != nil {
-		return api.Reply{}, err
-	}
-	members := make([]any, len(recs))
-	for i, c := range recs {
-		members[i] = s.configDoc(rq.URLs, c)
-	}
-	return api.Reply{Body: collection(rq.URLs, "MachineConfiguration", kindConfigs, "machineConfigurations", members, true)}, nil
-}
-
-func (s *Service) getConfig(rq *api.Request) (api.Reply, error) {
-	var c configRecord
-	err := s.db.View(func(tx *store.Tx) (err error) {
-		c, err = records.Get[configRecord](tx, kindConfigs, rq.Vars["id"], "MachineConfiguration")
-		return err
-	})
-	if err != nil {
-		return api.Reply{}, err
-	}
-	return api.Reply{Body: s.configDoc(rq.URLs, c)}, nil
 }
 
 // validateConfig checks a configuration against this host.
@@ -170,60 +146,9 @@ func (s *Service) createConfig(rq *api.Request) (api.Reply, error) {
 	if err := s.validateConfig(&spec); err != nil {
 		return api.Reply{}, err
 	}
-	rec := configRecord{meta: newMeta(job.NewID(), body.Name, body.Description, body.Properties, s.now()), configSpec: spec}
-	path := kindConfigs + "/" + rec.ID
-	j, err := s.jobs.Done(job.Record{Kind: "add", Action: cimi.RelAdd, Name: "create MachineConfiguration", Target: kindConfigs, Affected: []string{kindConfigs, path}},
-		func(tx *store.Tx) error { return records.Put(tx, kindConfigs, rec.ID, rec) })
-	if err != nil {
-		return api.Reply{}, err
-	}
-	return api.Reply{Status: http.StatusCreated, Body: s.configDoc(rq.URLs, rec), Location: path, JobID: j.ID}, nil
-}
-
-func (s *Service) updateConfig(rq *api.Request) (api.Reply, error) {
-	var body cimi.MachineConfiguration
-	if err := rq.Decode(&body, "MachineConfiguration"); err != nil {
-		return api.Reply{}, err
-	}
-	id := rq.Vars["id"]
-	return s.syncUpdate(rq, kindConfigs+"/"+id, func(tx *store.Tx) error {
-		c, err := records.Get[configRecord](tx, kindConfigs, id, "MachineConfiguration")
-		if err != nil {
-			return err
-		}
-		if err := applyUpdate(&c.meta, body.Common, selectedAttrs(rq), s.now()); err != nil {
-			return err
-		}
-		return records.Put(tx, kindConfigs, id, c)
+	return s.configKind().Create(rq, func(_ *store.Tx, id string) (configRecord, error) {
+		return configRecord{meta: newMeta(id, body.Name, body.Description, body.Properties, s.now()), configSpec: spec}, nil
 	})
-}
-
-func (s *Service) deleteConfig(rq *api.Request) (api.Reply, error) {
-	id := rq.Vars["id"]
-	path := kindConfigs + "/" + id
-	j, err := s.jobs.Done(job.Record{Kind: "delete", Action: cimi.RelDelete, Name: "delete MachineConfiguration", Target: path}, func(tx *store.Tx) error {
-		c, err := records.Get[configRecord](tx, kindConfigs, id, "MachineConfiguration")
-		if err != nil {
-			return err
-		}
-		if c.Provider {
-			return errdefs.Conflictf("MachineConfiguration %s is provider-defined and cannot be deleted", id)
-		}
-		templates, err := records.List[templateRecord](tx, kindTemplates)
-		if err != nil {
-			return err
-		}
-		for _, t := range templates {
-			if t.ConfigID == id {
-				return errdefs.Conflictf("MachineConfiguration %s is used by MachineTemplate %s", id, t.ID)
-			}
-		}
-		return tx.Delete(kindConfigs, id)
-	})
-	if err != nil {
-		return api.Reply{}, err
-	}
-	return api.Reply{Status: http.StatusOK, JobID: j.ID}, nil
 }
 
 // lookupConfig resolves a configuration given by reference or by value.
@@ -232,28 +157,15 @@ func (s *Service) lookupConfig(tx *store.Tx, urls api.URLs, in *cimi.MachineConf
 		return configSpec{}, "", errdefs.Invalidf("machineConfig is required")
 	}
 	if in.Href != "" {
-		id, err := refID(urls, in.Href, kindConfigs, "MachineConfiguration")
+		c, err := resource.Lookup[configRecord](tx, urls, in.Href, kindConfigs, "MachineConfiguration")
 		if err != nil {
 			return configSpec{}, "", err
 		}
-		c, err := records.Get[configRecord](tx, kindConfigs, id, "MachineConfiguration")
-		if err != nil {
-			return configSpec{}, "", referenced(err)
-		}
-		return c.configSpec, id, nil
+		return c.configSpec, c.ID, nil
 	}
 	spec := configFromInput(*in)
 	if err := s.validateConfig(&spec); err != nil {
 		return configSpec{}, "", err
 	}
 	return spec, "", nil
-}
-
-// referenced turns "does not exist" of a resource named in a request body
-// into a bad request: the request URL itself was found.
-func referenced(err error) error {
-	if errdefs.Is(err, errdefs.NotFound) {
-		return errdefs.Invalidf("%v", err)
-	}
-	return err
 }

@@ -1,7 +1,6 @@
 package compute
 
 import (
-	"cimid/agent/records"
 	"context"
 	"errors"
 	"fmt"
@@ -15,19 +14,24 @@ import (
 	"cimid/agent/api"
 	"cimid/agent/cimi"
 	"cimid/agent/errdefs"
+	"cimid/agent/hostimage"
 	"cimid/agent/job"
+	"cimid/agent/records"
+	"cimid/agent/resource"
 	"cimid/hypervisor/qemuimg"
 	"cimid/store"
 )
 
+// imageKind serves the list, get and update of MachineImages; their
+// create and delete are Jobs.
+func (s *Service) imageKind() resource.Kind[imageRecord, cimi.MachineImage] {
+	return resource.Kind[imageRecord, cimi.MachineImage]{Backend: s.backend(),
+		Kind: kindImages, Type: "MachineImage", MemberKey: "machineImages",
+		Doc: s.imageDoc, Meta: func(im *imageRecord) *meta { return &im.meta }}
+}
+
 func (s *Service) imageRoutes() []api.Route {
-	return []api.Route{
-		{Method: http.MethodGet, Path: "/machineImages", Handler: s.listImages},
-		{Method: http.MethodPost, Path: "/machineImages", Handler: s.createImage},
-		{Method: http.MethodGet, Path: "/machineImages/{id}", Handler: s.getImage},
-		{Method: http.MethodPut, Path: "/machineImages/{id}", Handler: s.updateImage},
-		{Method: http.MethodDelete, Path: "/machineImages/{id}", Handler: s.deleteImage},
-	}
+	return s.imageKind().Routes(s.createImage, s.deleteImage)
 }
 
 func (s *Service) imageDoc(urls api.URLs, im imageRecord) *cimi.MachineImage {
@@ -46,52 +50,6 @@ func (s *Service) imageDoc(urls api.URLs, im imageRecord) *cimi.MachineImage {
 		d.Operations = append(d.Operations, cimi.Operation{Rel: cimi.RelDelete, Href: d.ID})
 	}
 	return d
-}
-
-func (s *Service) listImages(rq *api.Request) (api.Reply, error) {
-	var recs []imageRecord
-	err := s.db.View(func(tx *store.Tx) (err error) {
-		recs, err = records.List[imageRecord](tx, kindImages)
-		return err
-	})
-	if err != nil {
-		return api.Reply{}, err
-	}
-	members := make([]any, len(recs))
-	for i, im := range recs {
-		members[i] = s.imageDoc(rq.URLs, im)
-	}
-	return api.Reply{Body: collection(rq.URLs, "MachineImage", kindImages, "machineImages", members, true)}, nil
-}
-
-func (s *Service) getImage(rq *api.Request) (api.Reply, error) {
-	var im imageRecord
-	err := s.db.View(func(tx *store.Tx) (err error) {
-		im, err = records.Get[imageRecord](tx, kindImages, rq.Vars["id"], "MachineImage")
-		return err
-	})
-	if err != nil {
-		return api.Reply{}, err
-	}
-	return api.Reply{Body: s.imageDoc(rq.URLs, im)}, nil
-}
-
-func (s *Service) updateImage(rq *api.Request) (api.Reply, error) {
-	var body cimi.MachineImage
-	if err := rq.Decode(&body, "MachineImage"); err != nil {
-		return api.Reply{}, err
-	}
-	id := rq.Vars["id"]
-	return s.syncUpdate(rq, kindImages+"/"+id, func(tx *store.Tx) error {
-		im, err := records.Get[imageRecord](tx, kindImages, id, "MachineImage")
-		if err != nil {
-			return err
-		}
-		if err := applyUpdate(&im.meta, body.Common, selectedAttrs(rq), s.now()); err != nil {
-			return err
-		}
-		return records.Put(tx, kindImages, id, im)
-	})
 }
 
 // imageParams are the parameters of an image.create Job.
@@ -117,13 +75,11 @@ func parseImageLocation(loc string) (imageSource, error) {
 	}
 	switch u.Scheme {
 	case "file":
-		if u.Host != "" && u.Host != "localhost" {
-			return imageSource{}, errdefs.Invalidf("imageLocation %q names another host; file:// must name a path on this host", loc)
+		path, err := hostimage.FilePath(loc, u)
+		if err != nil {
+			return imageSource{}, err
 		}
-		if !filepath.IsAbs(u.Path) {
-			return imageSource{}, errdefs.Invalidf("imageLocation %q must name an absolute path", loc)
-		}
-		return imageSource{url: u, path: filepath.Clean(u.Path)}, nil
+		return imageSource{url: u, path: path}, nil
 	case "http", "https":
 		if u.Host == "" {
 			return imageSource{}, errdefs.Invalidf("imageLocation %q has no host", loc)
@@ -131,32 +87,6 @@ func parseImageLocation(loc string) (imageSource, error) {
 		return imageSource{url: u}, nil
 	}
 	return imageSource{}, errdefs.Invalidf("imageLocation %q: scheme %q is not supported (use file:// or http(s)://)", loc, u.Scheme)
-}
-
-// inspectLocalImage detects the format of a host file and refuses images
-// that reference other files.
-func inspectLocalImage(ctx context.Context, path string) (string, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return "", errdefs.Invalidf("image file %s does not exist", path)
-		}
-		return "", errdefs.Invalidf("image file %s: %v", path, err)
-	}
-	if !fi.Mode().IsRegular() {
-		return "", errdefs.Invalidf("image file %s is not a regular file", path)
-	}
-	format, err := qemuimg.DetectFormat(path)
-	if err != nil {
-		return "", errdefs.Invalidf("image file %s: %v", path, err)
-	}
-	if err := qemuimg.CheckSelfContained(ctx, path, format); err != nil {
-		if errors.Is(err, qemuimg.ErrExternalReference) {
-			return "", errdefs.Invalidf("image %s is refused: %v", path, err)
-		}
-		return "", errdefs.Invalidf("image %s cannot be read as %s: %v", path, format, err)
-	}
-	return format, nil
 }
 
 func (s *Service) createImage(rq *api.Request) (api.Reply, error) {
@@ -178,7 +108,7 @@ func (s *Service) createImage(rq *api.Request) (api.Reply, error) {
 		State: imageCreating, Type: "IMAGE", Source: src.url.String()}
 	if src.path != "" {
 		// A host file can be judged at once; it is checked again once copied.
-		if rec.SourceFormat, err = inspectLocalImage(rq.Context(), src.path); err != nil {
+		if rec.SourceFormat, err = hostimage.Inspect(rq.Context(), src.path); err != nil {
 			return api.Reply{}, err
 		}
 	}
@@ -228,7 +158,7 @@ func (s *Service) runCreateImage(ctx context.Context, x *job.Exec) error {
 		}
 		input, convertShare = download, 50
 	}
-	format, err := inspectLocalImage(ctx, input)
+	format, err := hostimage.Inspect(ctx, input)
 	if err != nil {
 		return err
 	}
@@ -253,14 +183,10 @@ func (s *Service) runCreateImage(ctx context.Context, x *job.Exec) error {
 	if err := s.drv.RefreshPool(ctx, s.poolName); err != nil {
 		x.Log().Warn("refresh pool", "err", err)
 	}
-	err = s.db.Update(func(tx *store.Tx) error {
-		cur, err := records.Get[imageRecord](tx, kindImages, im.ID, "MachineImage")
-		if err != nil {
-			return err
-		}
+	err = records.Update(s.db, kindImages, im.ID, "MachineImage", func(cur *imageRecord) error {
 		cur.State, cur.Path, cur.Format, cur.SourceFormat = imageAvailable, dst, "qcow2", format
 		cur.VirtualSizeKiB = info.VirtualSize / 1024
-		return records.Put(tx, kindImages, im.ID, cur)
+		return nil
 	})
 	if err != nil {
 		return err
@@ -314,12 +240,7 @@ func (s *Service) download(ctx context.Context, x *job.Exec, src, path string) e
 }
 
 func (s *Service) loadImage(id string) (imageRecord, error) {
-	var im imageRecord
-	err := s.db.View(func(tx *store.Tx) (err error) {
-		im, err = records.Get[imageRecord](tx, kindImages, id, "MachineImage")
-		return err
-	})
-	return im, err
+	return records.View[imageRecord](s.db, kindImages, id, "MachineImage")
 }
 
 func (s *Service) deleteImage(rq *api.Request) (api.Reply, error) {
@@ -331,15 +252,13 @@ func (s *Service) deleteImage(rq *api.Request) (api.Reply, error) {
 	j, err := s.submit(job.Record{Kind: "image.delete", Action: cimi.RelDelete, Name: "delete MachineImage", Target: path, Locks: []string{path}},
 		imageParams{ImageID: id},
 		func(tx *store.Tx) error {
-			im, err := records.Get[imageRecord](tx, kindImages, id, "MachineImage")
-			if err != nil {
-				return err
-			}
-			if err := imageInUse(tx, id); err != nil {
-				return err
-			}
-			im.State = imageDeleting
-			return records.Put(tx, kindImages, id, im)
+			return records.Edit(tx, kindImages, id, "MachineImage", func(im *imageRecord) error {
+				if err := imageInUse(tx, id); err != nil {
+					return err
+				}
+				im.State = imageDeleting
+				return nil
+			})
 		})
 	if err != nil {
 		return api.Reply{}, err
@@ -350,23 +269,19 @@ func (s *Service) deleteImage(rq *api.Request) (api.Reply, error) {
 // imageInUse refuses to delete an image that Machines boot from (their
 // disks are overlays on it) or that templates name.
 func imageInUse(tx *store.Tx, id string) error {
-	machines, err := records.List[machineRecord](tx, kindMachines)
+	m, found, err := records.Find(tx, kindMachines, func(m machineRecord) bool { return m.ImageID == id })
 	if err != nil {
 		return err
 	}
-	for _, m := range machines {
-		if m.ImageID == id {
-			return errdefs.Conflictf("MachineImage %s is the base of Machine %s's disk", id, m.ID)
-		}
+	if found {
+		return errdefs.Conflictf("MachineImage %s is the base of Machine %s's disk", id, m.ID)
 	}
-	templates, err := records.List[templateRecord](tx, kindTemplates)
+	t, found, err := records.Find(tx, kindTemplates, func(t templateRecord) bool { return t.ImageID == id })
 	if err != nil {
 		return err
 	}
-	for _, t := range templates {
-		if t.ImageID == id {
-			return errdefs.Conflictf("MachineImage %s is used by MachineTemplate %s", id, t.ID)
-		}
+	if found {
+		return errdefs.Conflictf("MachineImage %s is used by MachineTemplate %s", id, t.ID)
 	}
 	return nil
 }
@@ -402,13 +317,9 @@ func (s *Service) runDeleteImage(ctx context.Context, x *job.Exec) error {
 }
 
 func (s *Service) setImageState(id, state string) {
-	err := s.db.Update(func(tx *store.Tx) error {
-		im, err := records.Get[imageRecord](tx, kindImages, id, "MachineImage")
-		if err != nil {
-			return err
-		}
+	err := records.Update(s.db, kindImages, id, "MachineImage", func(im *imageRecord) error {
 		im.State = state
-		return records.Put(tx, kindImages, id, im)
+		return nil
 	})
 	if err != nil {
 		s.log.Error("set image state", "image", id, "err", err)
@@ -420,19 +331,15 @@ func lookupImage(tx *store.Tx, urls api.URLs, in *cimi.MachineImageInput) (image
 	if in == nil || in.Href == "" {
 		return imageRecord{}, errdefs.Invalidf("machineImage is required, as a reference {\"href\": ...}")
 	}
-	id, err := refID(urls, in.Href, kindImages, "MachineImage")
+	im, err := resource.Lookup[imageRecord](tx, urls, in.Href, kindImages, "MachineImage")
 	if err != nil {
 		return imageRecord{}, err
 	}
-	im, err := records.Get[imageRecord](tx, kindImages, id, "MachineImage")
-	if err != nil {
-		return imageRecord{}, referenced(err)
-	}
 	if im.State != imageAvailable {
-		return imageRecord{}, errdefs.Conflictf("MachineImage %s is %s, not AVAILABLE", id, im.State)
+		return imageRecord{}, errdefs.Conflictf("MachineImage %s is %s, not AVAILABLE", im.ID, im.State)
 	}
 	if im.Type == imageTypeSnapshot {
-		return imageRecord{}, errdefs.Invalidf("MachineImage %s is a SNAPSHOT of Machine %s: restore it on that Machine; new Machines boot from images of type IMAGE (capture makes one)", id, im.MachineID)
+		return imageRecord{}, errdefs.Invalidf("MachineImage %s is a SNAPSHOT of Machine %s: restore it on that Machine; new Machines boot from images of type IMAGE (capture makes one)", im.ID, im.MachineID)
 	}
 	return im, nil
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"cimid/agent/network"
+	"cimid/agent/resource"
 )
 
 // Store kinds (buckets) owned by this package.
@@ -20,14 +21,7 @@ const (
 )
 
 // meta is what every record shares.
-type meta struct {
-	ID          string            `json:"id"`
-	Name        string            `json:"name,omitempty"`
-	Description string            `json:"description,omitempty"`
-	Properties  map[string]string `json:"properties,omitempty"`
-	Created     time.Time         `json:"created"`
-	Updated     time.Time         `json:"updated"`
-}
+type meta = resource.Meta
 
 // diskConfig is one disk of a configuration.
 type diskConfig struct {

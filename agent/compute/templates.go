@@ -1,25 +1,24 @@
 package compute
 
 import (
-	"cimid/agent/records"
-	"net/http"
 	"strings"
 
 	"cimid/agent/api"
 	"cimid/agent/cimi"
 	"cimid/agent/errdefs"
-	"cimid/agent/job"
+	"cimid/agent/resource"
 	"cimid/store"
 )
 
+func (s *Service) templateKind() resource.Kind[templateRecord, cimi.MachineTemplate] {
+	return resource.Kind[templateRecord, cimi.MachineTemplate]{Backend: s.backend(),
+		Kind: kindTemplates, Type: "MachineTemplate", MemberKey: "machineTemplates",
+		Doc: s.templateDoc, Meta: func(t *templateRecord) *meta { return &t.meta }}
+}
+
 func (s *Service) templateRoutes() []api.Route {
-	return []api.Route{
-		{Method: http.MethodGet, Path: "/machineTemplates", Handler: s.listTemplates},
-		{Method: http.MethodPost, Path: "/machineTemplates", Handler: s.createTemplate},
-		{Method: http.MethodGet, Path: "/machineTemplates/{id}", Handler: s.getTemplate},
-		{Method: http.MethodPut, Path: "/machineTemplates/{id}", Handler: s.updateTemplate},
-		{Method: http.MethodDelete, Path: "/machineTemplates/{id}", Handler: s.deleteTemplate},
-	}
+	k := s.templateKind()
+	return k.Routes(s.createTemplate, k.Delete)
 }
 
 func (s *Service) templateDoc(urls api.URLs, t templateRecord) *cimi.MachineTemplate {
@@ -48,34 +47,6 @@ func (s *Service) templateDoc(urls api.URLs, t templateRecord) *cimi.MachineTemp
 	}
 	d.Operations = []cimi.Operation{{Rel: cimi.RelEdit, Href: d.ID}, {Rel: cimi.RelDelete, Href: d.ID}}
 	return d
-}
-
-func (s *Service) listTemplates(rq *api.Request) (api.Reply, error) {
-	var recs []templateRecord
-	err := s.db.View(func(tx *store.Tx) (err error) {
-		recs, err = records.List[templateRecord](tx, kindTemplates)
-		return err
-	})
-	if err != nil {
-		return api.Reply{}, err
-	}
-	members := make([]any, len(recs))
-	for i, t := range recs {
-		members[i] = s.templateDoc(rq.URLs, t)
-	}
-	return api.Reply{Body: collection(rq.URLs, "MachineTemplate", kindTemplates, "machineTemplates", members, true)}, nil
-}
-
-func (s *Service) getTemplate(rq *api.Request) (api.Reply, error) {
-	var t templateRecord
-	err := s.db.View(func(tx *store.Tx) (err error) {
-		t, err = records.Get[templateRecord](tx, kindTemplates, rq.Vars["id"], "MachineTemplate")
-		return err
-	})
-	if err != nil {
-		return api.Reply{}, err
-	}
-	return api.Reply{Body: s.templateDoc(rq.URLs, t)}, nil
 }
 
 // checkInitialState accepts the non-transient states a Machine can be
@@ -135,54 +106,12 @@ func (s *Service) createTemplate(rq *api.Request) (api.Reply, error) {
 	if in.Href != "" {
 		return api.Reply{}, errdefs.Invalidf("a MachineTemplate is created by value; a reference to another template is not accepted")
 	}
-	var rec templateRecord
-	id := job.NewID()
-	path := kindTemplates + "/" + id
-	j, err := s.jobs.Done(job.Record{Kind: "add", Action: cimi.RelAdd, Name: "create MachineTemplate", Target: kindTemplates, Affected: []string{kindTemplates, path}},
-		func(tx *store.Tx) error {
-			t, err := s.resolveTemplate(tx, rq.URLs, in)
-			if err != nil {
-				return err
-			}
-			t.meta = newMeta(id, body.Name, body.Description, body.Properties, s.now())
-			rec = t
-			return records.Put(tx, kindTemplates, id, t)
-		})
-	if err != nil {
-		return api.Reply{}, err
-	}
-	return api.Reply{Status: http.StatusCreated, Body: s.templateDoc(rq.URLs, rec), Location: path, JobID: j.ID}, nil
-}
-
-func (s *Service) updateTemplate(rq *api.Request) (api.Reply, error) {
-	var body cimi.MachineTemplate
-	if err := rq.Decode(&body, "MachineTemplate"); err != nil {
-		return api.Reply{}, err
-	}
-	id := rq.Vars["id"]
-	return s.syncUpdate(rq, kindTemplates+"/"+id, func(tx *store.Tx) error {
-		t, err := records.Get[templateRecord](tx, kindTemplates, id, "MachineTemplate")
+	return s.templateKind().Create(rq, func(tx *store.Tx, id string) (templateRecord, error) {
+		t, err := s.resolveTemplate(tx, rq.URLs, in)
 		if err != nil {
-			return err
+			return t, err
 		}
-		if err := applyUpdate(&t.meta, body.Common, selectedAttrs(rq), s.now()); err != nil {
-			return err
-		}
-		return records.Put(tx, kindTemplates, id, t)
+		t.meta = newMeta(id, body.Name, body.Description, body.Properties, s.now())
+		return t, nil
 	})
-}
-
-func (s *Service) deleteTemplate(rq *api.Request) (api.Reply, error) {
-	id := rq.Vars["id"]
-	path := kindTemplates + "/" + id
-	j, err := s.jobs.Done(job.Record{Kind: "delete", Action: cimi.RelDelete, Name: "delete MachineTemplate", Target: path}, func(tx *store.Tx) error {
-		if _, err := records.Get[templateRecord](tx, kindTemplates, id, "MachineTemplate"); err != nil {
-			return err
-		}
-		return tx.Delete(kindTemplates, id)
-	})
-	if err != nil {
-		return api.Reply{}, err
-	}
-	return api.Reply{Status: http.StatusOK, JobID: j.ID}, nil
 }

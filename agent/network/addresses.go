@@ -1,7 +1,6 @@
 package network
 
 import (
-	"cimid/agent/records"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -15,6 +14,8 @@ import (
 	"cimid/agent/cimi"
 	"cimid/agent/errdefs"
 	"cimid/agent/job"
+	"cimid/agent/records"
+	"cimid/agent/resource"
 	"cimid/hypervisor"
 	"cimid/store"
 )
@@ -22,15 +23,16 @@ import (
 func addressPath(id string) string { return kindAddresses + "/" + id }
 
 func (s *Service) addressRoutes() []api.Route {
-	k := simple[addressRecord]{s: s, kind: kindAddresses, what: "Address", memberKey: "addresses",
-		doc:    func(u api.URLs, a addressRecord) any { return s.addressDoc(u, a, nil, nil) },
-		metaOf: func(a *addressRecord) *meta { return &a.meta },
-		decode: decodeDoc[cimi.Address]("Address")}
+	// Addresses are listed and read with their networks and interfaces;
+	// the kind serves their PUT.
+	k := resource.Kind[addressRecord, cimi.Address]{Backend: s.backend(), Kind: kindAddresses, Type: "Address", MemberKey: "addresses",
+		Doc:  func(u api.URLs, a addressRecord) *cimi.Address { return s.addressDoc(u, a, nil, nil) },
+		Meta: func(a *addressRecord) *meta { return &a.meta }}
 	return []api.Route{
 		{Method: http.MethodGet, Path: "/addresses", Handler: s.listAddresses},
 		{Method: http.MethodPost, Path: "/addresses", Handler: s.createAddress},
 		{Method: http.MethodGet, Path: "/addresses/{id}", Handler: s.getAddress},
-		{Method: http.MethodPut, Path: "/addresses/{id}", Handler: k.update},
+		{Method: http.MethodPut, Path: "/addresses/{id}", Handler: k.Update},
 		{Method: http.MethodDelete, Path: "/addresses/{id}", Handler: s.deleteAddress},
 	}
 }
@@ -162,14 +164,11 @@ func (s *Service) staticAddress(tx *store.Tx, urls api.URLs, in *cimi.AddressTem
 	if in.Network == nil || in.Network.Href == "" {
 		return a, errdefs.Invalidf("network is required: the Network the address is reserved on")
 	}
-	netID, err := refID(urls, in.Network.Href, kindNetworks, "Network")
+	n, err := resource.Lookup[networkRecord](tx, urls, in.Network.Href, kindNetworks, "Network")
 	if err != nil {
 		return a, err
 	}
-	n, err := records.Get[networkRecord](tx, kindNetworks, netID, "Network")
-	if err != nil {
-		return a, referenced(err)
-	}
+	netID := n.ID
 	if n.State == cimi.NetworkDeleting {
 		return a, errdefs.Conflictf("Network %s is being deleted", netID)
 	}
@@ -219,13 +218,9 @@ func (s *Service) addressTemplateInput(tx *store.Tx, urls api.URLs, in *cimi.Add
 	if in.Href == "" {
 		return in, nil
 	}
-	id, err := refID(urls, in.Href, kindAddressTemplates, "AddressTemplate")
+	t, err := resource.Lookup[addressTemplateRecord](tx, urls, in.Href, kindAddressTemplates, "AddressTemplate")
 	if err != nil {
 		return nil, err
-	}
-	t, err := records.Get[addressTemplateRecord](tx, kindAddressTemplates, id, "AddressTemplate")
-	if err != nil {
-		return nil, referenced(err)
 	}
 	out := &cimi.AddressTemplateInput{IP: t.IP, Hostname: t.Hostname, MACAddress: t.MAC}
 	if t.NetworkID != "" {
@@ -535,12 +530,15 @@ func contains(list []string, v string) bool {
 	return false
 }
 
+func (s *Service) addressTemplateKind() resource.Kind[addressTemplateRecord, cimi.AddressTemplate] {
+	return resource.Kind[addressTemplateRecord, cimi.AddressTemplate]{Backend: s.backend(),
+		Kind: kindAddressTemplates, Type: "AddressTemplate", MemberKey: "addressTemplates",
+		Doc: s.addressTemplateDoc, Meta: func(t *addressTemplateRecord) *meta { return &t.meta }}
+}
+
 func (s *Service) addressTemplateRoutes() []api.Route {
-	k := simple[addressTemplateRecord]{s: s, kind: kindAddressTemplates, what: "AddressTemplate", memberKey: "addressTemplates",
-		doc:    func(u api.URLs, t addressTemplateRecord) any { return s.addressTemplateDoc(u, t) },
-		metaOf: func(t *addressTemplateRecord) *meta { return &t.meta },
-		decode: decodeDoc[cimi.AddressTemplate]("AddressTemplate")}
-	return k.routes(s.createAddressTemplate)
+	k := s.addressTemplateKind()
+	return k.Routes(s.createAddressTemplate, k.Delete)
 }
 
 func (s *Service) addressTemplateDoc(urls api.URLs, t addressTemplateRecord) *cimi.AddressTemplate {
@@ -568,16 +566,13 @@ func (s *Service) createAddressTemplate(rq *api.Request) (api.Reply, error) {
 	if in.Href != "" {
 		return api.Reply{}, errdefs.Invalidf("an AddressTemplate is created by value; a reference to another template is not accepted")
 	}
-	id := job.NewID()
-	var rec addressTemplateRecord
-	return s.created(rq, kindAddressTemplates, "AddressTemplate", id, func(tx *store.Tx) error {
+	return s.addressTemplateKind().Create(rq, func(tx *store.Tx, id string) (addressTemplateRecord, error) {
 		// The address is checked as an Address made of it would be.
 		a, err := s.staticAddress(tx, rq.URLs, in)
 		if err != nil {
-			return err
+			return addressTemplateRecord{}, err
 		}
-		rec = addressTemplateRecord{meta: newMeta(id, body.Name, body.Description, body.Properties, s.now()),
-			IP: a.IP, Hostname: a.Hostname, NetworkID: a.NetworkID, MAC: a.MAC}
-		return records.Put(tx, kindAddressTemplates, id, rec)
-	}, func() any { return s.addressTemplateDoc(rq.URLs, rec) })
+		return addressTemplateRecord{meta: newMeta(id, body.Name, body.Description, body.Properties, s.now()),
+			IP: a.IP, Hostname: a.Hostname, NetworkID: a.NetworkID, MAC: a.MAC}, nil
+	})
 }

@@ -1,13 +1,13 @@
 package network
 
 import (
-	"cimid/agent/records"
 	"strings"
 
 	"cimid/agent/api"
 	"cimid/agent/cimi"
 	"cimid/agent/errdefs"
-	"cimid/agent/job"
+	"cimid/agent/records"
+	"cimid/agent/resource"
 	"cimid/store"
 )
 
@@ -83,26 +83,28 @@ func specFromInput(in *cimi.NetworkConfigInput) netSpec {
 		ForwardMode: in.ForwardMode, Subnet: in.Subnet, DHCPRange: in.DHCPRange}
 }
 
-func (s *Service) configKind() simple[configRecord] {
-	return simple[configRecord]{s: s, kind: kindConfigs, what: "NetworkConfiguration", memberKey: "networkConfigurations",
-		doc:    func(u api.URLs, c configRecord) any { return s.configDoc(u, c) },
-		metaOf: func(c *configRecord) *meta { return &c.meta },
-		decode: decodeDoc[cimi.NetworkConfiguration]("NetworkConfiguration"),
-		inUse: func(tx *store.Tx, c configRecord) error {
-			templates, err := records.List[templateRecord](tx, kindTemplates)
-			if err != nil {
-				return err
-			}
-			for _, t := range templates {
-				if t.ConfigID == c.ID {
-					return errdefs.Conflictf("NetworkConfiguration %s is used by NetworkTemplate %s", c.ID, t.ID)
-				}
-			}
-			return nil
-		}}
+func (s *Service) configKind() resource.Kind[configRecord, cimi.NetworkConfiguration] {
+	return resource.Kind[configRecord, cimi.NetworkConfiguration]{Backend: s.backend(),
+		Kind: kindConfigs, Type: "NetworkConfiguration", MemberKey: "networkConfigurations",
+		Doc: s.configDoc, Meta: func(c *configRecord) *meta { return &c.meta }, InUse: configInUse}
 }
 
-func (s *Service) configRoutes() []api.Route { return s.configKind().routes(s.createConfig) }
+func (s *Service) configRoutes() []api.Route {
+	k := s.configKind()
+	return k.Routes(s.createConfig, k.Delete)
+}
+
+// configInUse refuses to delete a configuration that templates name.
+func configInUse(tx *store.Tx, c configRecord) error {
+	t, found, err := records.Find(tx, kindTemplates, func(t templateRecord) bool { return t.ConfigID == c.ID })
+	if err != nil {
+		return err
+	}
+	if found {
+		return errdefs.Conflictf("NetworkConfiguration %s is used by NetworkTemplate %s", c.ID, t.ID)
+	}
+	return nil
+}
 
 func (s *Service) configDoc(urls api.URLs, c configRecord) *cimi.NetworkConfiguration {
 	d := &cimi.NetworkConfiguration{
@@ -124,10 +126,9 @@ func (s *Service) createConfig(rq *api.Request) (api.Reply, error) {
 	if err != nil {
 		return api.Reply{}, err
 	}
-	rec := configRecord{meta: newMeta(job.NewID(), body.Name, body.Description, body.Properties, s.now()), netSpec: spec}
-	return s.created(rq, kindConfigs, "NetworkConfiguration", rec.ID,
-		func(tx *store.Tx) error { return records.Put(tx, kindConfigs, rec.ID, rec) },
-		func() any { return s.configDoc(rq.URLs, rec) })
+	return s.configKind().Create(rq, func(_ *store.Tx, id string) (configRecord, error) {
+		return configRecord{meta: newMeta(id, body.Name, body.Description, body.Properties, s.now()), netSpec: spec}, nil
+	})
 }
 
 // lookupConfig resolves a configuration given by reference or by value.
@@ -136,28 +137,26 @@ func (s *Service) lookupConfig(tx *store.Tx, urls api.URLs, in *cimi.NetworkConf
 		return netSpec{}, "", errdefs.Invalidf("networkConfig is required")
 	}
 	if in.Href != "" {
-		id, err := refID(urls, in.Href, kindConfigs, "NetworkConfiguration")
+		c, err := resource.Lookup[configRecord](tx, urls, in.Href, kindConfigs, "NetworkConfiguration")
 		if err != nil {
 			return netSpec{}, "", err
 		}
-		c, err := records.Get[configRecord](tx, kindConfigs, id, "NetworkConfiguration")
-		if err != nil {
-			return netSpec{}, "", referenced(err)
-		}
-		return c.netSpec, id, nil
+		return c.netSpec, c.ID, nil
 	}
 	spec, err := checkSpec(specFromInput(in))
 	return spec, "", err
 }
 
-func (s *Service) templateKind() simple[templateRecord] {
-	return simple[templateRecord]{s: s, kind: kindTemplates, what: "NetworkTemplate", memberKey: "networkTemplates",
-		doc:    func(u api.URLs, t templateRecord) any { return s.templateDoc(u, t) },
-		metaOf: func(t *templateRecord) *meta { return &t.meta },
-		decode: decodeDoc[cimi.NetworkTemplate]("NetworkTemplate")}
+func (s *Service) templateKind() resource.Kind[templateRecord, cimi.NetworkTemplate] {
+	return resource.Kind[templateRecord, cimi.NetworkTemplate]{Backend: s.backend(),
+		Kind: kindTemplates, Type: "NetworkTemplate", MemberKey: "networkTemplates",
+		Doc: s.templateDoc, Meta: func(t *templateRecord) *meta { return &t.meta }}
 }
 
-func (s *Service) templateRoutes() []api.Route { return s.templateKind().routes(s.createTemplate) }
+func (s *Service) templateRoutes() []api.Route {
+	k := s.templateKind()
+	return k.Routes(s.createTemplate, k.Delete)
+}
 
 func (s *Service) templateDoc(urls api.URLs, t templateRecord) *cimi.NetworkTemplate {
 	d := &cimi.NetworkTemplate{Common: commonDoc(urls, "NetworkTemplate", kindTemplates+"/"+t.ID, t.meta)}
@@ -190,19 +189,17 @@ func (s *Service) createTemplate(rq *api.Request) (api.Reply, error) {
 	if in.ForwardingGroup != nil {
 		return api.Reply{}, errdefs.Invalidf("forwardingGroup is not supported: networks on this host are not routed to each other")
 	}
-	id := job.NewID()
-	var rec templateRecord
-	return s.created(rq, kindTemplates, "NetworkTemplate", id, func(tx *store.Tx) error {
+	return s.templateKind().Create(rq, func(tx *store.Tx, id string) (templateRecord, error) {
 		spec, configID, err := s.lookupConfig(tx, rq.URLs, in.NetworkConfig)
 		if err != nil {
-			return err
+			return templateRecord{}, err
 		}
-		rec = templateRecord{meta: newMeta(id, body.Name, body.Description, body.Properties, s.now()), ConfigID: configID}
+		t := templateRecord{meta: newMeta(id, body.Name, body.Description, body.Properties, s.now()), ConfigID: configID}
 		if configID == "" {
-			rec.Config = &spec
+			t.Config = &spec
 		}
-		return records.Put(tx, kindTemplates, id, rec)
-	}, func() any { return s.templateDoc(rq.URLs, rec) })
+		return t, nil
+	})
 }
 
 // templateSpec resolves the template of a Network create: a stored one
@@ -216,13 +213,9 @@ func (s *Service) templateSpec(tx *store.Tx, urls api.URLs, in *cimi.NetworkTemp
 		spec, _, err := s.lookupConfig(tx, urls, in.NetworkConfig)
 		return spec, err
 	}
-	id, err := refID(urls, in.Href, kindTemplates, "NetworkTemplate")
+	t, err := resource.Lookup[templateRecord](tx, urls, in.Href, kindTemplates, "NetworkTemplate")
 	if err != nil {
 		return netSpec{}, err
-	}
-	t, err := records.Get[templateRecord](tx, kindTemplates, id, "NetworkTemplate")
-	if err != nil {
-		return netSpec{}, referenced(err)
 	}
 	if in.NetworkConfig != nil {
 		spec, _, err := s.lookupConfig(tx, urls, in.NetworkConfig)
@@ -236,7 +229,7 @@ func (s *Service) templateSpec(tx *store.Tx, urls api.URLs, in *cimi.NetworkTemp
 		return c.netSpec, nil
 	}
 	if t.Config == nil {
-		return netSpec{}, errdefs.Invalidf("NetworkTemplate %s has no networkConfig", id)
+		return netSpec{}, errdefs.Invalidf("NetworkTemplate %s has no networkConfig", t.ID)
 	}
 	return *t.Config, nil
 }

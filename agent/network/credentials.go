@@ -1,13 +1,12 @@
 package network
 
 import (
-	"cimid/agent/records"
 	"strings"
 
 	"cimid/agent/api"
 	"cimid/agent/cimi"
 	"cimid/agent/errdefs"
-	"cimid/agent/job"
+	"cimid/agent/resource"
 	"cimid/store"
 )
 
@@ -38,20 +37,26 @@ func credFromInput(userName, password, key string) (credSpec, error) {
 	return c, nil
 }
 
+func (s *Service) credentialKind() resource.Kind[credentialRecord, cimi.Credential] {
+	return resource.Kind[credentialRecord, cimi.Credential]{Backend: s.backend(),
+		Kind: kindCredentials, Type: "Credential", MemberKey: "credentials",
+		Doc: s.credentialDoc, Meta: func(c *credentialRecord) *meta { return &c.meta }}
+}
+
+func (s *Service) credentialTemplateKind() resource.Kind[credentialTemplateRecord, cimi.CredentialTemplate] {
+	return resource.Kind[credentialTemplateRecord, cimi.CredentialTemplate]{Backend: s.backend(),
+		Kind: kindCredentialTemplates, Type: "CredentialTemplate", MemberKey: "credentialTemplates",
+		Doc: s.credentialTemplateDoc, Meta: func(c *credentialTemplateRecord) *meta { return &c.meta }}
+}
+
 func (s *Service) credentialRoutes() []api.Route {
-	k := simple[credentialRecord]{s: s, kind: kindCredentials, what: "Credential", memberKey: "credentials",
-		doc:    func(u api.URLs, c credentialRecord) any { return s.credentialDoc(u, c) },
-		metaOf: func(c *credentialRecord) *meta { return &c.meta },
-		decode: decodeDoc[cimi.Credential]("Credential")}
-	return k.routes(s.createCredential)
+	k := s.credentialKind()
+	return k.Routes(s.createCredential, k.Delete)
 }
 
 func (s *Service) credentialTemplateRoutes() []api.Route {
-	k := simple[credentialTemplateRecord]{s: s, kind: kindCredentialTemplates, what: "CredentialTemplate", memberKey: "credentialTemplates",
-		doc:    func(u api.URLs, c credentialTemplateRecord) any { return s.credentialTemplateDoc(u, c) },
-		metaOf: func(c *credentialTemplateRecord) *meta { return &c.meta },
-		decode: decodeDoc[cimi.CredentialTemplate]("CredentialTemplate")}
-	return k.routes(s.createCredentialTemplate)
+	k := s.credentialTemplateKind()
+	return k.Routes(s.createCredentialTemplate, k.Delete)
 }
 
 func (s *Service) credentialDoc(urls api.URLs, c credentialRecord) *cimi.Credential {
@@ -86,10 +91,9 @@ func (s *Service) createCredentialTemplate(rq *api.Request) (api.Reply, error) {
 	if err != nil {
 		return api.Reply{}, err
 	}
-	rec := credentialTemplateRecord{meta: newMeta(job.NewID(), body.Name, body.Description, body.Properties, s.now()), credSpec: spec}
-	return s.created(rq, kindCredentialTemplates, "CredentialTemplate", rec.ID,
-		func(tx *store.Tx) error { return records.Put(tx, kindCredentialTemplates, rec.ID, rec) },
-		func() any { return s.credentialTemplateDoc(rq.URLs, rec) })
+	return s.credentialTemplateKind().Create(rq, func(_ *store.Tx, id string) (credentialTemplateRecord, error) {
+		return credentialTemplateRecord{meta: newMeta(id, body.Name, body.Description, body.Properties, s.now()), credSpec: spec}, nil
+	})
 }
 
 func (s *Service) createCredential(rq *api.Request) (api.Reply, error) {
@@ -100,16 +104,13 @@ func (s *Service) createCredential(rq *api.Request) (api.Reply, error) {
 	if body.CredentialTemplate == nil {
 		return api.Reply{}, errdefs.Invalidf("credentialTemplate is required, by reference {\"href\": ...} or by value {\"userName\": ..., \"key\": ...}")
 	}
-	id := job.NewID()
-	var rec credentialRecord
-	return s.created(rq, kindCredentials, "Credential", id, func(tx *store.Tx) error {
+	return s.credentialKind().Create(rq, func(tx *store.Tx, id string) (credentialRecord, error) {
 		spec, err := s.lookupCredential(tx, rq.URLs, body.CredentialTemplate, false)
 		if err != nil {
-			return err
+			return credentialRecord{}, err
 		}
-		rec = credentialRecord{meta: newMeta(id, body.Name, body.Description, body.Properties, s.now()), credSpec: spec}
-		return records.Put(tx, kindCredentials, id, rec)
-	}, func() any { return s.credentialDoc(rq.URLs, rec) })
+		return credentialRecord{meta: newMeta(id, body.Name, body.Description, body.Properties, s.now()), credSpec: spec}, nil
+	})
 }
 
 // lookupCredential resolves a credential given by value, or by reference
@@ -123,23 +124,15 @@ func (s *Service) lookupCredential(tx *store.Tx, urls api.URLs, in *cimi.Credent
 	}
 	path, ok := urls.Path(in.Href)
 	if credentials && ok && strings.HasPrefix(path, kindCredentials+"/") {
-		id, err := refID(urls, in.Href, kindCredentials, "Credential")
+		c, err := resource.Lookup[credentialRecord](tx, urls, in.Href, kindCredentials, "Credential")
 		if err != nil {
 			return credSpec{}, err
 		}
-		c, err := records.Get[credentialRecord](tx, kindCredentials, id, "Credential")
-		if err != nil {
-			return credSpec{}, referenced(err)
-		}
 		return c.credSpec, nil
 	}
-	id, err := refID(urls, in.Href, kindCredentialTemplates, "CredentialTemplate")
+	c, err := resource.Lookup[credentialTemplateRecord](tx, urls, in.Href, kindCredentialTemplates, "CredentialTemplate")
 	if err != nil {
 		return credSpec{}, err
-	}
-	c, err := records.Get[credentialTemplateRecord](tx, kindCredentialTemplates, id, "CredentialTemplate")
-	if err != nil {
-		return credSpec{}, referenced(err)
 	}
 	return c.credSpec, nil
 }

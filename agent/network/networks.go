@@ -1,7 +1,6 @@
 package network
 
 import (
-	"cimid/agent/records"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,6 +16,8 @@ import (
 	"cimid/agent/cimi"
 	"cimid/agent/errdefs"
 	"cimid/agent/job"
+	"cimid/agent/records"
+	"cimid/agent/resource"
 	"cimid/hypervisor"
 	"cimid/store"
 )
@@ -27,15 +28,13 @@ const defaultNetworkID = "default"
 func networkPath(id string) string { return kindNetworks + "/" + id }
 
 func (s *Service) networkRoutes() []api.Route {
-	k := simple[networkRecord]{s: s, kind: kindNetworks, what: "Network", memberKey: "networks",
-		doc:    func(u api.URLs, n networkRecord) any { return s.networkDoc(u, n) },
-		metaOf: func(n *networkRecord) *meta { return &n.meta },
-		decode: decodeDoc[cimi.Network]("Network")}
+	k := resource.Kind[networkRecord, cimi.Network]{Backend: s.backend(), Kind: kindNetworks, Type: "Network", MemberKey: "networks",
+		Doc: s.networkDoc, Meta: func(n *networkRecord) *meta { return &n.meta }}
 	return []api.Route{
-		{Method: http.MethodGet, Path: "/networks", Handler: k.list},
+		{Method: http.MethodGet, Path: "/networks", Handler: k.List},
 		{Method: http.MethodPost, Path: "/networks", Handler: s.createNetwork},
-		{Method: http.MethodGet, Path: "/networks/{id}", Handler: k.get},
-		{Method: http.MethodPut, Path: "/networks/{id}", Handler: k.update},
+		{Method: http.MethodGet, Path: "/networks/{id}", Handler: k.Get},
+		{Method: http.MethodPut, Path: "/networks/{id}", Handler: k.Update},
 		{Method: http.MethodDelete, Path: "/networks/{id}", Handler: s.deleteNetwork},
 		{Method: http.MethodGet, Path: "/networks/{id}/networkPorts", Handler: s.listNetworkPorts},
 	}

@@ -10,16 +10,14 @@
 package network
 
 import (
-	"cimid/agent/records"
-	"net/http"
-	"reflect"
+	"slices"
 	"strings"
 	"time"
 
 	"cimid/agent/api"
 	"cimid/agent/cimi"
-	"cimid/agent/errdefs"
-	"cimid/agent/job"
+	"cimid/agent/records"
+	"cimid/agent/resource"
 	"cimid/store"
 )
 
@@ -38,14 +36,7 @@ const (
 )
 
 // meta is what every record shares.
-type meta struct {
-	ID          string            `json:"id"`
-	Name        string            `json:"name,omitempty"`
-	Description string            `json:"description,omitempty"`
-	Properties  map[string]string `json:"properties,omitempty"`
-	Created     time.Time         `json:"created"`
-	Updated     time.Time         `json:"updated"`
-}
+type meta = resource.Meta
 
 // netSpec is the shape of a network as a configuration gives it.
 type netSpec struct {
@@ -166,242 +157,62 @@ func releasedKey(networkID, mac string) string { return networkID + "/" + mac }
 
 // load reads one record in its own transaction.
 func load[T any](db *store.DB, kind, id, what string) (T, error) {
-	var rec T
-	err := db.View(func(tx *store.Tx) (err error) {
-		rec, err = records.Get[T](tx, kind, id, what)
-		return err
-	})
-	return rec, err
+	return records.View[T](db, kind, id, what)
 }
 
 // loadAll reads every record of a kind in its own transaction.
 func loadAll[T any](db *store.DB, kind string) ([]T, error) {
-	var recs []T
-	err := db.View(func(tx *store.Tx) (err error) {
-		recs, err = records.List[T](tx, kind)
-		return err
-	})
-	return recs, err
+	return records.ViewAll[T](db, kind)
 }
 
 // commonDoc renders the shared attributes of a record.
 func commonDoc(urls api.URLs, typeName, path string, m meta) cimi.Common {
-	return cimi.Common{
-		ResourceURI: cimi.TypeURI(typeName),
-		ID:          urls.Abs(path),
-		Name:        m.Name,
-		Description: m.Description,
-		Created:     cimi.TimePtr(m.Created),
-		Updated:     cimi.TimePtr(m.Updated),
-		Properties:  cimi.Properties(m.Properties),
-	}
+	return resource.CommonDoc(urls, typeName, path, m)
 }
 
 // newMeta starts a record's shared attributes from a create request.
 func newMeta(id, name, description string, props map[string]string, now time.Time) meta {
-	if len(props) == 0 {
-		props = nil
-	}
-	return meta{ID: id, Name: strings.TrimSpace(name), Description: description, Properties: props, Created: now, Updated: now}
+	return resource.NewMeta(id, name, description, props, now)
 }
 
-// applyUpdate applies a PUT body's writable common attributes to m; with
-// $select only the attributes it names.
+// applyUpdate applies a PUT body's writable common attributes to m, with
+// $select only the attributes it names; a name is kept without the space
+// around it.
 func applyUpdate(m *meta, body cimi.Common, selected []string, now time.Time) error {
-	if selected == nil {
-		m.Name, m.Description, m.Properties = strings.TrimSpace(body.Name), body.Description, body.Properties
-	} else {
-		set := map[string]bool{}
-		for _, a := range selected {
-			switch a {
-			case "name", "description", "properties":
-				set[a] = true
-			default:
-				return errdefs.Invalidf("$select names %q, which cannot be updated (writable: name, description, properties)", a)
-			}
-		}
-		if body.Name != "" && !set["name"] || body.Description != "" && !set["description"] || len(body.Properties) > 0 && !set["properties"] {
-			return errdefs.Invalidf("the body carries attributes that $select does not name")
-		}
-		if set["name"] {
-			m.Name = strings.TrimSpace(body.Name)
-		}
-		if set["description"] {
-			m.Description = body.Description
-		}
-		if set["properties"] {
-			m.Properties = body.Properties
-		}
+	if err := resource.CheckSelected(selected); err != nil {
+		return err
 	}
-	if len(m.Properties) == 0 {
-		m.Properties = nil
+	if err := resource.ApplyUpdate(m, body, selected, now); err != nil {
+		return err
 	}
-	m.Updated = now
+	if selected == nil || slices.Contains(selected, "name") {
+		m.Name = strings.TrimSpace(m.Name)
+	}
 	return nil
 }
 
-// selectedAttrs parses $select on a PUT; nil means a full update.
-func selectedAttrs(rq *api.Request) []string {
-	v, ok := rq.URL.Query()["$select"]
-	if !ok {
-		return nil
-	}
-	var out []string
-	for _, part := range strings.Split(strings.Join(v, ","), ",") {
-		if p := strings.TrimSpace(part); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
+// backend is how this package's kinds are served: a PUT's $select is
+// checked with the record it changes.
+func (s *Service) backend() resource.Backend {
+	return resource.Backend{DB: s.db, Jobs: s.jobs, Now: func() time.Time { return s.now() },
+		Select: func(rq *api.Request) ([]string, error) {
+			names, _ := resource.Selected(rq)
+			return names, nil
+		},
+		Apply: applyUpdate}
 }
 
 // collection renders a list of member documents.
 func collection(urls api.URLs, typeName, path, memberKey string, members []any, canAdd bool) *cimi.Collection {
-	c := &cimi.Collection{
-		ResourceURI: cimi.TypeURI(typeName + "Collection"),
-		ID:          urls.Abs(path),
-		Count:       len(members),
-		MemberKey:   memberKey,
-		Members:     members,
-	}
-	if canAdd {
-		c.Operations = []cimi.Operation{{Rel: cimi.RelAdd, Href: urls.Abs(path)}}
-	}
-	return c
+	return resource.Collection(urls, typeName, path, memberKey, members, canAdd)
 }
 
 // refID resolves an href given in a request to the id of a resource in
 // the named collection, refusing hrefs that point elsewhere.
 func refID(urls api.URLs, href, collection, what string) (string, error) {
-	path, ok := urls.Path(href)
-	if !ok {
-		return "", errdefs.Invalidf("%s reference %q does not point into this provider", what, href)
-	}
-	id, found := strings.CutPrefix(path, collection+"/")
-	if !found || id == "" || strings.Contains(id, "/") {
-		return "", errdefs.Invalidf("%s reference %q is not a %s href (expected %s)", what, href, what, urls.Abs(collection+"/ID"))
-	}
-	return id, nil
+	return resource.RefID(urls, href, collection, what)
 }
 
 // referenced turns "does not exist" of a resource named in a request body
 // into a bad request: the request URL itself was found.
-func referenced(err error) error {
-	if errdefs.Is(err, errdefs.NotFound) {
-		return errdefs.Invalidf("%v", err)
-	}
-	return err
-}
-
-// simple serves the list, get, update and delete of a kind whose records
-// change only through the API, at once (recorded as finished Jobs).
-type simple[T any] struct {
-	s         *Service
-	kind      string
-	what      string // resource type name, e.g. "NetworkConfiguration"
-	memberKey string
-	doc       func(api.URLs, T) any
-	metaOf    func(*T) *meta
-	// decode reads the body of a PUT: the resource document.
-	decode func(rq *api.Request) (cimi.Common, error)
-	// inUse, when set, refuses a delete while something refers to the record.
-	inUse func(tx *store.Tx, rec T) error
-}
-
-func (k simple[T]) routes(create api.HandlerFunc) []api.Route {
-	p := "/" + k.kind
-	return []api.Route{
-		{Method: http.MethodGet, Path: p, Handler: k.list},
-		{Method: http.MethodPost, Path: p, Handler: create},
-		{Method: http.MethodGet, Path: p + "/{id}", Handler: k.get},
-		{Method: http.MethodPut, Path: p + "/{id}", Handler: k.update},
-		{Method: http.MethodDelete, Path: p + "/{id}", Handler: k.delete},
-	}
-}
-
-func (k simple[T]) list(rq *api.Request) (api.Reply, error) {
-	recs, err := loadAll[T](k.s.db, k.kind)
-	if err != nil {
-		return api.Reply{}, err
-	}
-	members := make([]any, len(recs))
-	for i, r := range recs {
-		members[i] = k.doc(rq.URLs, r)
-	}
-	return api.Reply{Body: collection(rq.URLs, k.what, k.kind, k.memberKey, members, true)}, nil
-}
-
-func (k simple[T]) get(rq *api.Request) (api.Reply, error) {
-	rec, err := load[T](k.s.db, k.kind, rq.Vars["id"], k.what)
-	if err != nil {
-		return api.Reply{}, err
-	}
-	return api.Reply{Body: k.doc(rq.URLs, rec)}, nil
-}
-
-func (k simple[T]) update(rq *api.Request) (api.Reply, error) {
-	body, err := k.decode(rq)
-	if err != nil {
-		return api.Reply{}, err
-	}
-	id := rq.Vars["id"]
-	path := k.kind + "/" + id
-	j, err := k.s.jobs.Done(job.Record{Kind: "edit", Action: cimi.RelEdit, Name: "edit " + path, Target: path}, func(tx *store.Tx) error {
-		rec, err := records.Get[T](tx, k.kind, id, k.what)
-		if err != nil {
-			return err
-		}
-		if err := applyUpdate(k.metaOf(&rec), body, selectedAttrs(rq), k.s.now()); err != nil {
-			return err
-		}
-		return records.Put(tx, k.kind, id, rec)
-	})
-	if err != nil {
-		return api.Reply{}, err
-	}
-	return api.Reply{Status: http.StatusOK, JobID: j.ID, Location: path}, nil
-}
-
-func (k simple[T]) delete(rq *api.Request) (api.Reply, error) {
-	id := rq.Vars["id"]
-	path := k.kind + "/" + id
-	j, err := k.s.jobs.Done(job.Record{Kind: "delete", Action: cimi.RelDelete, Name: "delete " + k.what, Target: path}, func(tx *store.Tx) error {
-		rec, err := records.Get[T](tx, k.kind, id, k.what)
-		if err != nil {
-			return err
-		}
-		if k.inUse != nil {
-			if err := k.inUse(tx, rec); err != nil {
-				return err
-			}
-		}
-		return tx.Delete(k.kind, id)
-	})
-	if err != nil {
-		return api.Reply{}, err
-	}
-	return api.Reply{Status: http.StatusOK, JobID: j.ID}, nil
-}
-
-// created records a create made at once and answers 201.
-func (s *Service) created(rq *api.Request, kind, what, id string, apply func(tx *store.Tx) error, doc func() any) (api.Reply, error) {
-	path := kind + "/" + id
-	j, err := s.jobs.Done(job.Record{Kind: "add", Action: cimi.RelAdd, Name: "create " + what, Target: kind, Affected: []string{kind, path}}, apply)
-	if err != nil {
-		return api.Reply{}, err
-	}
-	return api.Reply{Status: http.StatusCreated, Body: doc(), Location: path, JobID: j.ID}, nil
-}
-
-// decodeDoc reads a PUT body as the resource document D (a cimi type that
-// embeds cimi.Common) and returns its common attributes.
-func decodeDoc[D any](typeName string) func(rq *api.Request) (cimi.Common, error) {
-	return func(rq *api.Request) (cimi.Common, error) {
-		var d D
-		if err := rq.Decode(&d, typeName); err != nil {
-			return cimi.Common{}, err
-		}
-		c, _ := reflect.ValueOf(d).FieldByName("Common").Interface().(cimi.Common)
-		return c, nil
-	}
-}
+func referenced(err error) error { return resource.Referenced(err) }

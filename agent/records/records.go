@@ -55,6 +55,34 @@ func List[T any](tx *store.Tx, kind string) ([]T, error) {
 	return out, nil
 }
 
+// Find returns the first record of kind, in id order, that match accepts;
+// found is false when none does.
+func Find[T any](tx *store.Tx, kind string, match func(T) bool) (rec T, found bool, err error) {
+	recs, err := List[T](tx, kind)
+	if err != nil {
+		return rec, false, err
+	}
+	for _, r := range recs {
+		if match(r) {
+			return r, true, nil
+		}
+	}
+	return rec, false, nil
+}
+
+// Edit changes one record within tx: fn changes it and it is written back
+// unless fn fails.
+func Edit[T any](tx *store.Tx, kind, id, what string, fn func(*T) error) error {
+	rec, err := Get[T](tx, kind, id, what)
+	if err != nil {
+		return err
+	}
+	if err := fn(&rec); err != nil {
+		return err
+	}
+	return Put(tx, kind, id, rec)
+}
+
 // View reads one record in its own transaction.
 func View[T any](db *store.DB, kind, id, what string) (T, error) {
 	var rec T
@@ -65,16 +93,17 @@ func View[T any](db *store.DB, kind, id, what string) (T, error) {
 	return rec, err
 }
 
+// ViewAll reads every record of kind, in id order, in its own transaction.
+func ViewAll[T any](db *store.DB, kind string) ([]T, error) {
+	var recs []T
+	err := db.View(func(tx *store.Tx) (err error) {
+		recs, err = List[T](tx, kind)
+		return err
+	})
+	return recs, err
+}
+
 // Update changes one record in its own transaction.
 func Update[T any](db *store.DB, kind, id, what string, fn func(*T) error) error {
-	return db.Update(func(tx *store.Tx) error {
-		rec, err := Get[T](tx, kind, id, what)
-		if err != nil {
-			return err
-		}
-		if err := fn(&rec); err != nil {
-			return err
-		}
-		return Put(tx, kind, id, rec)
-	})
+	return db.Update(func(tx *store.Tx) error { return Edit(tx, kind, id, what, fn) })
 }

@@ -1,25 +1,24 @@
 package storage
 
 import (
-	"cimid/agent/records"
-	"net/http"
 	"strings"
 
 	"cimid/agent/api"
 	"cimid/agent/cimi"
 	"cimid/agent/errdefs"
-	"cimid/agent/job"
+	"cimid/agent/records"
+	"cimid/agent/resource"
 	"cimid/store"
 )
 
 // providerConfigs are the volume sizes every host offers out of the box.
 var providerConfigs = []configRecord{
-	{meta: meta{ID: "small", Name: "small", Description: "1 GiB qcow2 volume, unformatted"},
-		configSpec: configSpec{CapacityKiB: 1 << 20, DiskFormat: diskQCOW2}},
-	{meta: meta{ID: "medium", Name: "medium", Description: "10 GiB qcow2 volume, unformatted"},
-		configSpec: configSpec{CapacityKiB: 10 << 20, DiskFormat: diskQCOW2}},
-	{meta: meta{ID: "large", Name: "large", Description: "100 GiB qcow2 volume, unformatted"},
-		configSpec: configSpec{CapacityKiB: 100 << 20, DiskFormat: diskQCOW2}},
+	{meta: meta{ID: "small", Name: "small", Description: "1 GiB qcow2 volume, unformatted"}, Provider: true,
+		configSpec: configSpec{Type: cimi.VolumeTypeBlock, CapacityKiB: 1 << 20, DiskFormat: diskQCOW2}},
+	{meta: meta{ID: "medium", Name: "medium", Description: "10 GiB qcow2 volume, unformatted"}, Provider: true,
+		configSpec: configSpec{Type: cimi.VolumeTypeBlock, CapacityKiB: 10 << 20, DiskFormat: diskQCOW2}},
+	{meta: meta{ID: "large", Name: "large", Description: "100 GiB qcow2 volume, unformatted"}, Provider: true,
+		configSpec: configSpec{Type: cimi.VolumeTypeBlock, CapacityKiB: 100 << 20, DiskFormat: diskQCOW2}},
 }
 
 // Bounds of a Volume's capacity, in KiB.
@@ -29,30 +28,35 @@ const (
 	maxCapacityKiB          = 16 << 30 // 16 TiB
 )
 
-func (s *Service) seedConfigs() error {
-	now := s.now()
-	return s.db.Update(func(tx *store.Tx) error {
-		for _, c := range providerConfigs {
-			if _, err := tx.Get(kindConfigs, c.ID); err == nil {
-				continue
-			}
-			c.Created, c.Updated, c.Provider, c.Type = now, now, true, cimi.VolumeTypeBlock
-			if err := records.Put(tx, kindConfigs, c.ID, c); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+// seedConfigs writes the provider's configurations that the store does
+// not hold yet.
+func (s *Service) seedConfigs() error { return s.configKind().Seed(providerConfigs) }
+
+func (s *Service) configKind() resource.Kind[configRecord, cimi.VolumeConfiguration] {
+	return resource.Kind[configRecord, cimi.VolumeConfiguration]{Backend: s.backend(),
+		Kind: kindConfigs, Type: "VolumeConfiguration", MemberKey: "volumeConfigurations",
+		Doc: s.configDoc, Meta: func(c *configRecord) *meta { return &c.meta }, InUse: configInUse}
 }
 
 func (s *Service) configRoutes() []api.Route {
-	return []api.Route{
-		{Method: http.MethodGet, Path: "/volumeConfigs", Handler: s.listConfigs},
-		{Method: http.MethodPost, Path: "/volumeConfigs", Handler: s.createConfig},
-		{Method: http.MethodGet, Path: "/volumeConfigs/{id}", Handler: s.getConfig},
-		{Method: http.MethodPut, Path: "/volumeConfigs/{id}", Handler: s.updateConfig},
-		{Method: http.MethodDelete, Path: "/volumeConfigs/{id}", Handler: s.deleteConfig},
+	k := s.configKind()
+	return k.Routes(s.createConfig, k.Delete)
+}
+
+// configInUse refuses to delete a provider-defined configuration or one
+// that templates name.
+func configInUse(tx *store.Tx, c configRecord) error {
+	if c.Provider {
+		return errdefs.Conflictf("VolumeConfiguration %s is provider-defined and cannot be deleted", c.ID)
 	}
+	t, found, err := records.Find(tx, kindTemplates, func(t templateRecord) bool { return t.ConfigID == c.ID })
+	if err != nil {
+		return err
+	}
+	if found {
+		return errdefs.Conflictf("VolumeConfiguration %s is used by VolumeTemplate %s", c.ID, t.ID)
+	}
+	return nil
 }
 
 func (s *Service) configDoc(urls api.URLs, c configRecord) *cimi.VolumeConfiguration {
@@ -69,30 +73,6 @@ func (s *Service) configDoc(urls api.URLs, c configRecord) *cimi.VolumeConfigura
 		d.Operations = append(d.Operations, cimi.Operation{Rel: cimi.RelDelete, Href: d.ID})
 	}
 	return d
-}
-
-func (s *Service) listConfigs(rq *api.Request) (api.Reply, error) {
-	var recs []configRecord
-	err := s.db.View(func(tx *store.Tx) (err error) {
-		recs, err = records.List[configRecord](tx, kindConfigs)
-		return err
-	})
-	if err != nil {
-		return api.Reply{}, err
-	}
-	members := make([]any, len(recs))
-	for i, c := range recs {
-		members[i] = s.configDoc(rq.URLs, c)
-	}
-	return api.Reply{Body: collection(rq.URLs, "VolumeConfiguration", kindConfigs, "volumeConfigurations", members, true)}, nil
-}
-
-func (s *Service) getConfig(rq *api.Request) (api.Reply, error) {
-	c, err := view[configRecord](s.db, kindConfigs, rq.Vars["id"], "VolumeConfiguration")
-	if err != nil {
-		return api.Reply{}, err
-	}
-	return api.Reply{Body: s.configDoc(rq.URLs, c)}, nil
 }
 
 // validateSpec checks what a configuration asks for against this host and
@@ -154,64 +134,9 @@ func (s *Service) createConfig(rq *api.Request) (api.Reply, error) {
 	if err := s.validateSpec(&spec, false); err != nil {
 		return api.Reply{}, err
 	}
-	rec := configRecord{meta: newMeta(job.NewID(), body.Name, body.Description, body.Properties, s.now()), configSpec: spec}
-	path := kindConfigs + "/" + rec.ID
-	j, err := s.jobs.Done(job.Record{Kind: "add", Action: cimi.RelAdd, Name: "create VolumeConfiguration", Target: kindConfigs, Affected: []string{kindConfigs, path}},
-		func(tx *store.Tx) error { return records.Put(tx, kindConfigs, rec.ID, rec) })
-	if err != nil {
-		return api.Reply{}, err
-	}
-	return api.Reply{Status: http.StatusCreated, Body: s.configDoc(rq.URLs, rec), Location: path, JobID: j.ID}, nil
-}
-
-func (s *Service) updateConfig(rq *api.Request) (api.Reply, error) {
-	var body cimi.VolumeConfiguration
-	if err := rq.Decode(&body, "VolumeConfiguration"); err != nil {
-		return api.Reply{}, err
-	}
-	selected, err := selectedAttrs(rq)
-	if err != nil {
-		return api.Reply{}, err
-	}
-	id := rq.Vars["id"]
-	return s.syncUpdate(kindConfigs+"/"+id, func(tx *store.Tx) error {
-		c, err := records.Get[configRecord](tx, kindConfigs, id, "VolumeConfiguration")
-		if err != nil {
-			return err
-		}
-		if err := applyUpdate(&c.meta, body.Common, selected, s.now()); err != nil {
-			return err
-		}
-		return records.Put(tx, kindConfigs, id, c)
+	return s.configKind().Create(rq, func(_ *store.Tx, id string) (configRecord, error) {
+		return configRecord{meta: newMeta(id, body.Name, body.Description, body.Properties, s.now()), configSpec: spec}, nil
 	})
-}
-
-func (s *Service) deleteConfig(rq *api.Request) (api.Reply, error) {
-	id := rq.Vars["id"]
-	path := kindConfigs + "/" + id
-	j, err := s.jobs.Done(job.Record{Kind: "delete", Action: cimi.RelDelete, Name: "delete VolumeConfiguration", Target: path}, func(tx *store.Tx) error {
-		c, err := records.Get[configRecord](tx, kindConfigs, id, "VolumeConfiguration")
-		if err != nil {
-			return err
-		}
-		if c.Provider {
-			return errdefs.Conflictf("VolumeConfiguration %s is provider-defined and cannot be deleted", id)
-		}
-		templates, err := records.List[templateRecord](tx, kindTemplates)
-		if err != nil {
-			return err
-		}
-		for _, t := range templates {
-			if t.ConfigID == id {
-				return errdefs.Conflictf("VolumeConfiguration %s is used by VolumeTemplate %s", id, t.ID)
-			}
-		}
-		return tx.Delete(kindConfigs, id)
-	})
-	if err != nil {
-		return api.Reply{}, err
-	}
-	return api.Reply{Status: http.StatusOK, JobID: j.ID}, nil
 }
 
 // lookupConfig resolves a configuration given by reference or by value.
@@ -223,15 +148,11 @@ func (s *Service) lookupConfig(tx *store.Tx, urls api.URLs, in *cimi.VolumeConfi
 		if in.Capacity != 0 || in.Format != "" || in.DiskFormat != "" || in.Type != "" || in.Shareable != nil {
 			return configSpec{}, "", errdefs.Invalidf("volumeConfig is given by reference: it cannot carry capacity, format, type, diskFormat or shareable as well")
 		}
-		id, err := refID(urls, in.Href, kindConfigs, "VolumeConfiguration")
+		c, err := resource.Lookup[configRecord](tx, urls, in.Href, kindConfigs, "VolumeConfiguration")
 		if err != nil {
 			return configSpec{}, "", err
 		}
-		c, err := records.Get[configRecord](tx, kindConfigs, id, "VolumeConfiguration")
-		if err != nil {
-			return configSpec{}, "", referenced(err)
-		}
-		return c.configSpec, id, nil
+		return c.configSpec, c.ID, nil
 	}
 	spec := specFromInput(in)
 	if err := s.validateSpec(&spec, true); err != nil {

@@ -1,33 +1,32 @@
 package storage
 
 import (
-	"cimid/agent/records"
-	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
 	"cimid/agent/api"
 	"cimid/agent/cimi"
 	"cimid/agent/errdefs"
+	"cimid/agent/hostimage"
 	"cimid/agent/job"
-	"cimid/hypervisor/qemuimg"
+	"cimid/agent/records"
+	"cimid/agent/resource"
 	"cimid/store"
 )
 
+// imageKind serves the list, get and update of VolumeImages; their
+// create and delete are Jobs.
+func (s *Service) imageKind() resource.Kind[imageRecord, cimi.VolumeImage] {
+	return resource.Kind[imageRecord, cimi.VolumeImage]{Backend: s.backend(),
+		Kind: kindImages, Type: "VolumeImage", MemberKey: "volumeImages",
+		Doc: s.imageDoc, Meta: func(im *imageRecord) *meta { return &im.meta }}
+}
+
 func (s *Service) imageRoutes() []api.Route {
-	return []api.Route{
-		{Method: http.MethodGet, Path: "/volumeImages", Handler: s.listImages},
-		{Method: http.MethodPost, Path: "/volumeImages", Handler: s.createImage},
-		{Method: http.MethodGet, Path: "/volumeImages/{id}", Handler: s.getImage},
-		{Method: http.MethodPut, Path: "/volumeImages/{id}", Handler: s.updateImage},
-		{Method: http.MethodDelete, Path: "/volumeImages/{id}", Handler: s.deleteImage},
-	}
+	return s.imageKind().Routes(s.createImage, s.deleteImage)
 }
 
 func imagePath(id string) string { return kindImages + "/" + id }
@@ -58,52 +57,6 @@ func (s *Service) imageDoc(urls api.URLs, im imageRecord) *cimi.VolumeImage {
 	return d
 }
 
-func (s *Service) listImages(rq *api.Request) (api.Reply, error) {
-	var recs []imageRecord
-	err := s.db.View(func(tx *store.Tx) (err error) {
-		recs, err = records.List[imageRecord](tx, kindImages)
-		return err
-	})
-	if err != nil {
-		return api.Reply{}, err
-	}
-	members := make([]any, len(recs))
-	for i, im := range recs {
-		members[i] = s.imageDoc(rq.URLs, im)
-	}
-	return api.Reply{Body: collection(rq.URLs, "VolumeImage", kindImages, "volumeImages", members, true)}, nil
-}
-
-func (s *Service) getImage(rq *api.Request) (api.Reply, error) {
-	im, err := view[imageRecord](s.db, kindImages, rq.Vars["id"], "VolumeImage")
-	if err != nil {
-		return api.Reply{}, err
-	}
-	return api.Reply{Body: s.imageDoc(rq.URLs, im)}, nil
-}
-
-func (s *Service) updateImage(rq *api.Request) (api.Reply, error) {
-	var body cimi.VolumeImage
-	if err := rq.Decode(&body, "VolumeImage"); err != nil {
-		return api.Reply{}, err
-	}
-	selected, err := selectedAttrs(rq)
-	if err != nil {
-		return api.Reply{}, err
-	}
-	id := rq.Vars["id"]
-	return s.syncUpdate(imagePath(id), func(tx *store.Tx) error {
-		im, err := records.Get[imageRecord](tx, kindImages, id, "VolumeImage")
-		if err != nil {
-			return err
-		}
-		if err := applyUpdate(&im.meta, body.Common, selected, s.now()); err != nil {
-			return err
-		}
-		return records.Put(tx, kindImages, id, im)
-	})
-}
-
 // imageParams are the parameters of a VolumeImage Job.
 type imageParams struct {
 	ImageID string `json:"imageId"`
@@ -129,7 +82,7 @@ func (s *Service) createImage(rq *api.Request) (api.Reply, error) {
 	if err != nil {
 		return api.Reply{}, err
 	}
-	format, err := inspectHostImage(rq.Context(), path)
+	format, err := hostimage.Inspect(rq.Context(), path)
 	if err != nil {
 		return api.Reply{}, err
 	}
@@ -245,39 +198,7 @@ func parseFileLocation(loc string) (string, error) {
 	if u.Scheme != "file" {
 		return "", errdefs.Invalidf("imageLocation %q: a VolumeImage comes from a Volume of this provider or a file:// path on the host", loc)
 	}
-	if u.Host != "" && u.Host != "localhost" {
-		return "", errdefs.Invalidf("imageLocation %q names another host; file:// must name a path on this host", loc)
-	}
-	if !filepath.IsAbs(u.Path) {
-		return "", errdefs.Invalidf("imageLocation %q must name an absolute path", loc)
-	}
-	return filepath.Clean(u.Path), nil
-}
-
-// inspectHostImage detects the format of a host file and refuses images
-// that reference other files.
-func inspectHostImage(ctx context.Context, path string) (string, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return "", errdefs.Invalidf("image file %s does not exist", path)
-		}
-		return "", errdefs.Invalidf("image file %s: %v", path, err)
-	}
-	if !fi.Mode().IsRegular() {
-		return "", errdefs.Invalidf("image file %s is not a regular file", path)
-	}
-	format, err := qemuimg.DetectFormat(path)
-	if err != nil {
-		return "", errdefs.Invalidf("image file %s: %v", path, err)
-	}
-	if err := qemuimg.CheckSelfContained(ctx, path, format); err != nil {
-		if errors.Is(err, qemuimg.ErrExternalReference) {
-			return "", errdefs.Invalidf("image %s is refused: %v", path, err)
-		}
-		return "", errdefs.Invalidf("image %s cannot be read as %s: %v", path, format, err)
-	}
-	return format, nil
+	return hostimage.FilePath(loc, u)
 }
 
 func (s *Service) deleteImage(rq *api.Request) (api.Reply, error) {
@@ -286,22 +207,20 @@ func (s *Service) deleteImage(rq *api.Request) (api.Reply, error) {
 	j, err := s.submit(job.Record{Kind: "volumeImage.delete", Action: cimi.RelDelete, Name: "delete VolumeImage", Target: path, Locks: []string{path}},
 		imageParams{ImageID: id},
 		func(tx *store.Tx) error {
-			im, err := records.Get[imageRecord](tx, kindImages, id, "VolumeImage")
-			if err != nil {
-				return err
-			}
-			switch im.State {
-			case cimi.StateAvailable, cimi.StateError:
-			case cimi.StateDeleting:
-				return errdefs.Conflictf("VolumeImage %s is already being deleted", id)
-			default:
-				return errdefs.Conflictf("VolumeImage %s is %s; it can be deleted when AVAILABLE", id, im.State)
-			}
-			if err := imageInUse(tx, id); err != nil {
-				return err
-			}
-			im.State = cimi.StateDeleting
-			return records.Put(tx, kindImages, id, im)
+			return records.Edit(tx, kindImages, id, "VolumeImage", func(im *imageRecord) error {
+				switch im.State {
+				case cimi.StateAvailable, cimi.StateError:
+				case cimi.StateDeleting:
+					return errdefs.Conflictf("VolumeImage %s is already being deleted", id)
+				default:
+					return errdefs.Conflictf("VolumeImage %s is %s; it can be deleted when AVAILABLE", id, im.State)
+				}
+				if err := imageInUse(tx, id); err != nil {
+					return err
+				}
+				im.State = cimi.StateDeleting
+				return nil
+			})
 		})
 	if err != nil {
 		return api.Reply{}, err
@@ -312,23 +231,19 @@ func (s *Service) deleteImage(rq *api.Request) (api.Reply, error) {
 // imageInUse refuses to delete an image that templates name or that a
 // Volume is being made from.
 func imageInUse(tx *store.Tx, id string) error {
-	templates, err := records.List[templateRecord](tx, kindTemplates)
+	t, found, err := records.Find(tx, kindTemplates, func(t templateRecord) bool { return t.ImageID == id })
 	if err != nil {
 		return err
 	}
-	for _, t := range templates {
-		if t.ImageID == id {
-			return errdefs.Conflictf("VolumeImage %s is used by VolumeTemplate %s", id, t.ID)
-		}
+	if found {
+		return errdefs.Conflictf("VolumeImage %s is used by VolumeTemplate %s", id, t.ID)
 	}
-	volumes, err := records.List[volumeRecord](tx, kindVolumes)
+	v, found, err := records.Find(tx, kindVolumes, func(v volumeRecord) bool { return v.ImageID == id && v.State == cimi.StateCreating })
 	if err != nil {
 		return err
 	}
-	for _, v := range volumes {
-		if v.ImageID == id && v.State == cimi.StateCreating {
-			return errdefs.Conflictf("VolumeImage %s is being copied into Volume %s", id, v.ID)
-		}
+	if found {
+		return errdefs.Conflictf("VolumeImage %s is being copied into Volume %s", id, v.ID)
 	}
 	return nil
 }
@@ -338,16 +253,12 @@ func lookupImage(tx *store.Tx, urls api.URLs, in *cimi.VolumeImageInput) (imageR
 	if in == nil || in.Href == "" {
 		return imageRecord{}, errdefs.Invalidf("volumeImage must be a reference {\"href\": ...}")
 	}
-	id, err := refID(urls, in.Href, kindImages, "VolumeImage")
+	im, err := resource.Lookup[imageRecord](tx, urls, in.Href, kindImages, "VolumeImage")
 	if err != nil {
 		return imageRecord{}, err
 	}
-	im, err := records.Get[imageRecord](tx, kindImages, id, "VolumeImage")
-	if err != nil {
-		return imageRecord{}, referenced(err)
-	}
 	if im.State != cimi.StateAvailable {
-		return imageRecord{}, errdefs.Conflictf("VolumeImage %s is %s, not AVAILABLE", id, im.State)
+		return imageRecord{}, errdefs.Conflictf("VolumeImage %s is %s, not AVAILABLE", im.ID, im.State)
 	}
 	return im, nil
 }

@@ -12,8 +12,7 @@ package storage
 
 import (
 	"cimid/agent/records"
-	"time"
-
+	"cimid/agent/resource"
 	"cimid/store"
 )
 
@@ -32,14 +31,7 @@ const (
 )
 
 // meta is what every record shares.
-type meta struct {
-	ID          string            `json:"id"`
-	Name        string            `json:"name,omitempty"`
-	Description string            `json:"description,omitempty"`
-	Properties  map[string]string `json:"properties,omitempty"`
-	Created     time.Time         `json:"created"`
-	Updated     time.Time         `json:"updated"`
-}
+type meta = resource.Meta
 
 // configSpec is what a VolumeConfiguration fixes.
 type configSpec struct {
@@ -112,24 +104,10 @@ type imageRecord struct {
 
 // view reads one record in its own transaction.
 func view[T any](db *store.DB, kind, id, what string) (T, error) {
-	var rec T
-	err := db.View(func(tx *store.Tx) (err error) {
-		rec, err = records.Get[T](tx, kind, id, what)
-		return err
-	})
-	return rec, err
+	return records.View[T](db, kind, id, what)
 }
 
 // update changes one record in its own transaction.
 func update[T any](db *store.DB, kind, id, what string, fn func(*T) error) error {
-	return db.Update(func(tx *store.Tx) error {
-		rec, err := records.Get[T](tx, kind, id, what)
-		if err != nil {
-			return err
-		}
-		if err := fn(&rec); err != nil {
-			return err
-		}
-		return records.Put(tx, kind, id, rec)
-	})
+	return records.Update(db, kind, id, what, fn)
 }

@@ -1,24 +1,22 @@
 package storage
 
 import (
-	"cimid/agent/records"
-	"net/http"
-
 	"cimid/agent/api"
 	"cimid/agent/cimi"
 	"cimid/agent/errdefs"
-	"cimid/agent/job"
+	"cimid/agent/resource"
 	"cimid/store"
 )
 
+func (s *Service) templateKind() resource.Kind[templateRecord, cimi.VolumeTemplate] {
+	return resource.Kind[templateRecord, cimi.VolumeTemplate]{Backend: s.backend(),
+		Kind: kindTemplates, Type: "VolumeTemplate", MemberKey: "volumeTemplates",
+		Doc: s.templateDoc, Meta: func(t *templateRecord) *meta { return &t.meta }}
+}
+
 func (s *Service) templateRoutes() []api.Route {
-	return []api.Route{
-		{Method: http.MethodGet, Path: "/volumeTemplates", Handler: s.listTemplates},
-		{Method: http.MethodPost, Path: "/volumeTemplates", Handler: s.createTemplate},
-		{Method: http.MethodGet, Path: "/volumeTemplates/{id}", Handler: s.getTemplate},
-		{Method: http.MethodPut, Path: "/volumeTemplates/{id}", Handler: s.updateTemplate},
-		{Method: http.MethodDelete, Path: "/volumeTemplates/{id}", Handler: s.deleteTemplate},
-	}
+	k := s.templateKind()
+	return k.Routes(s.createTemplate, k.Delete)
 }
 
 func (s *Service) templateDoc(urls api.URLs, t templateRecord) *cimi.VolumeTemplate {
@@ -40,30 +38,6 @@ func (s *Service) templateDoc(urls api.URLs, t templateRecord) *cimi.VolumeTempl
 	return d
 }
 
-func (s *Service) listTemplates(rq *api.Request) (api.Reply, error) {
-	var recs []templateRecord
-	err := s.db.View(func(tx *store.Tx) (err error) {
-		recs, err = records.List[templateRecord](tx, kindTemplates)
-		return err
-	})
-	if err != nil {
-		return api.Reply{}, err
-	}
-	members := make([]any, len(recs))
-	for i, t := range recs {
-		members[i] = s.templateDoc(rq.URLs, t)
-	}
-	return api.Reply{Body: collection(rq.URLs, "VolumeTemplate", kindTemplates, "volumeTemplates", members, true)}, nil
-}
-
-func (s *Service) getTemplate(rq *api.Request) (api.Reply, error) {
-	t, err := view[templateRecord](s.db, kindTemplates, rq.Vars["id"], "VolumeTemplate")
-	if err != nil {
-		return api.Reply{}, err
-	}
-	return api.Reply{Body: s.templateDoc(rq.URLs, t)}, nil
-}
-
 // resolveTemplate turns a template given by value into a record (not
 // stored), checking every reference.
 func (s *Service) resolveTemplate(tx *store.Tx, urls api.URLs, in *cimi.VolumeTemplateInput) (templateRecord, error) {
@@ -71,25 +45,31 @@ func (s *Service) resolveTemplate(tx *store.Tx, urls api.URLs, in *cimi.VolumeTe
 	if in.VolumeConfig == nil && in.VolumeImage == nil {
 		return t, errdefs.Invalidf("a VolumeTemplate needs a volumeConfig, a volumeImage, or both")
 	}
+	err := s.applyTemplateInput(tx, urls, &t, in)
+	return t, err
+}
+
+// applyTemplateInput sets on t the configuration and the image that in
+// gives, checking their references.
+func (s *Service) applyTemplateInput(tx *store.Tx, urls api.URLs, t *templateRecord, in *cimi.VolumeTemplateInput) error {
 	if in.VolumeConfig != nil {
 		spec, configID, err := s.lookupConfig(tx, urls, in.VolumeConfig)
 		if err != nil {
-			return t, err
+			return err
 		}
-		if configID != "" {
-			t.ConfigID = configID
-		} else {
+		t.ConfigID, t.Config = configID, nil
+		if configID == "" {
 			t.Config = &spec
 		}
 	}
 	if in.VolumeImage != nil {
 		im, err := lookupImage(tx, urls, in.VolumeImage)
 		if err != nil {
-			return t, err
+			return err
 		}
 		t.ImageID = im.ID
 	}
-	return t, nil
+	return nil
 }
 
 func (s *Service) createTemplate(rq *api.Request) (api.Reply, error) {
@@ -106,58 +86,12 @@ func (s *Service) createTemplate(rq *api.Request) (api.Reply, error) {
 	if in.Href != "" {
 		return api.Reply{}, errdefs.Invalidf("a VolumeTemplate is created by value; a reference to another template is not accepted")
 	}
-	var rec templateRecord
-	id := job.NewID()
-	path := kindTemplates + "/" + id
-	j, err := s.jobs.Done(job.Record{Kind: "add", Action: cimi.RelAdd, Name: "create VolumeTemplate", Target: kindTemplates, Affected: []string{kindTemplates, path}},
-		func(tx *store.Tx) error {
-			t, err := s.resolveTemplate(tx, rq.URLs, in)
-			if err != nil {
-				return err
-			}
-			t.meta = newMeta(id, body.Name, body.Description, body.Properties, s.now())
-			rec = t
-			return records.Put(tx, kindTemplates, id, t)
-		})
-	if err != nil {
-		return api.Reply{}, err
-	}
-	return api.Reply{Status: http.StatusCreated, Body: s.templateDoc(rq.URLs, rec), Location: path, JobID: j.ID}, nil
-}
-
-func (s *Service) updateTemplate(rq *api.Request) (api.Reply, error) {
-	var body cimi.VolumeTemplate
-	if err := rq.Decode(&body, "VolumeTemplate"); err != nil {
-		return api.Reply{}, err
-	}
-	selected, err := selectedAttrs(rq)
-	if err != nil {
-		return api.Reply{}, err
-	}
-	id := rq.Vars["id"]
-	return s.syncUpdate(kindTemplates+"/"+id, func(tx *store.Tx) error {
-		t, err := records.Get[templateRecord](tx, kindTemplates, id, "VolumeTemplate")
+	return s.templateKind().Create(rq, func(tx *store.Tx, id string) (templateRecord, error) {
+		t, err := s.resolveTemplate(tx, rq.URLs, in)
 		if err != nil {
-			return err
+			return t, err
 		}
-		if err := applyUpdate(&t.meta, body.Common, selected, s.now()); err != nil {
-			return err
-		}
-		return records.Put(tx, kindTemplates, id, t)
+		t.meta = newMeta(id, body.Name, body.Description, body.Properties, s.now())
+		return t, nil
 	})
-}
-
-func (s *Service) deleteTemplate(rq *api.Request) (api.Reply, error) {
-	id := rq.Vars["id"]
-	path := kindTemplates + "/" + id
-	j, err := s.jobs.Done(job.Record{Kind: "delete", Action: cimi.RelDelete, Name: "delete VolumeTemplate", Target: path}, func(tx *store.Tx) error {
-		if _, err := records.Get[templateRecord](tx, kindTemplates, id, "VolumeTemplate"); err != nil {
-			return err
-		}
-		return tx.Delete(kindTemplates, id)
-	})
-	if err != nil {
-		return api.Reply{}, err
-	}
-	return api.Reply{Status: http.StatusOK, JobID: j.ID}, nil
 }

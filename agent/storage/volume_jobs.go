@@ -11,6 +11,7 @@ import (
 
 	"cimid/agent/cimi"
 	"cimid/agent/errdefs"
+	"cimid/agent/hostimage"
 	"cimid/agent/job"
 	"cimid/hypervisor"
 	"cimid/hypervisor/qemuimg"
@@ -325,7 +326,7 @@ func (s *Service) runCreateImage(ctx context.Context, x *job.Exec) error {
 		if src, err = parseFileLocation(im.Source); err != nil {
 			return err
 		}
-		if srcFormat, err = inspectHostImage(ctx, src); err != nil {
+		if srcFormat, err = hostimage.Inspect(ctx, src); err != nil {
 			return err
 		}
 	}

@@ -1,7 +1,6 @@
 package storage
 
 import (
-	"cimid/agent/records"
 	"errors"
 	"fmt"
 	"net/http"
@@ -12,14 +11,24 @@ import (
 	"cimid/agent/cimi"
 	"cimid/agent/errdefs"
 	"cimid/agent/job"
+	"cimid/agent/records"
+	"cimid/agent/resource"
 	"cimid/store"
 )
 
+// volumeKind serves the list and get of Volumes; every change of a Volume
+// is its own.
+func (s *Service) volumeKind() resource.Kind[volumeRecord, cimi.Volume] {
+	return resource.Kind[volumeRecord, cimi.Volume]{Backend: s.backend(), Kind: kindVolumes, Type: "Volume", MemberKey: "volumes",
+		Doc: s.volumeDoc, Meta: func(v *volumeRecord) *meta { return &v.meta }}
+}
+
 func (s *Service) volumeRoutes() []api.Route {
+	k := s.volumeKind()
 	return []api.Route{
-		{Method: http.MethodGet, Path: "/volumes", Handler: s.listVolumes},
+		{Method: http.MethodGet, Path: "/volumes", Handler: k.List},
 		{Method: http.MethodPost, Path: "/volumes", Handler: s.createVolume},
-		{Method: http.MethodGet, Path: "/volumes/{id}", Handler: s.getVolume},
+		{Method: http.MethodGet, Path: "/volumes/{id}", Handler: k.Get},
 		{Method: http.MethodPut, Path: "/volumes/{id}", Handler: s.updateVolume},
 		{Method: http.MethodDelete, Path: "/volumes/{id}", Handler: s.deleteVolume},
 		{Method: http.MethodGet, Path: "/volumes/{id}/images", Handler: s.listVolumeImages},
@@ -53,30 +62,6 @@ func (s *Service) volumeDoc(urls api.URLs, v volumeRecord) *cimi.Volume {
 		d.Operations = append(d.Operations, cimi.Operation{Rel: cimi.ActionURI("snapshot"), Href: d.ID + "/snapshot"})
 	}
 	return d
-}
-
-func (s *Service) listVolumes(rq *api.Request) (api.Reply, error) {
-	var recs []volumeRecord
-	err := s.db.View(func(tx *store.Tx) (err error) {
-		recs, err = records.List[volumeRecord](tx, kindVolumes)
-		return err
-	})
-	if err != nil {
-		return api.Reply{}, err
-	}
-	members := make([]any, len(recs))
-	for i, v := range recs {
-		members[i] = s.volumeDoc(rq.URLs, v)
-	}
-	return api.Reply{Body: collection(rq.URLs, "Volume", kindVolumes, "volumes", members, true)}, nil
-}
-
-func (s *Service) getVolume(rq *api.Request) (api.Reply, error) {
-	v, err := view[volumeRecord](s.db, kindVolumes, rq.Vars["id"], "Volume")
-	if err != nil {
-		return api.Reply{}, err
-	}
-	return api.Reply{Body: s.volumeDoc(rq.URLs, v)}, nil
 }
 
 // volumeParams are the parameters of every volume Job.
@@ -121,32 +106,12 @@ func (s *Service) templateFor(tx *store.Tx, urls api.URLs, in *cimi.VolumeTempla
 	if in.Href == "" {
 		return s.resolveTemplate(tx, urls, in)
 	}
-	id, err := refID(urls, in.Href, kindTemplates, "VolumeTemplate")
+	t, err := resource.Lookup[templateRecord](tx, urls, in.Href, kindTemplates, "VolumeTemplate")
 	if err != nil {
 		return templateRecord{}, err
 	}
-	t, err := records.Get[templateRecord](tx, kindTemplates, id, "VolumeTemplate")
-	if err != nil {
-		return templateRecord{}, referenced(err)
-	}
-	if in.VolumeConfig != nil {
-		spec, configID, err := s.lookupConfig(tx, urls, in.VolumeConfig)
-		if err != nil {
-			return t, err
-		}
-		t.ConfigID, t.Config = configID, nil
-		if configID == "" {
-			t.Config = &spec
-		}
-	}
-	if in.VolumeImage != nil {
-		im, err := lookupImage(tx, urls, in.VolumeImage)
-		if err != nil {
-			return t, err
-		}
-		t.ImageID = im.ID
-	}
-	return t, nil
+	err = s.applyTemplateInput(tx, urls, &t, in)
+	return t, err
 }
 
 // newVolume builds the record of a Volume about to be created.
@@ -211,9 +176,9 @@ func (s *Service) updateVolume(rq *api.Request) (api.Reply, error) {
 	}
 	if selected != nil {
 		switch {
-		case body.Capacity != 0 && !contains(selected, "capacity"):
+		case body.Capacity != 0 && !slices.Contains(selected, "capacity"):
 			return api.Reply{}, errdefs.Invalidf("the body carries capacity, which $select does not name")
-		case body.Capacity == 0 && contains(selected, "capacity"):
+		case body.Capacity == 0 && slices.Contains(selected, "capacity"):
 			return api.Reply{}, errdefs.Invalidf("capacity cannot be removed; give the new capacity in KiB")
 		}
 		selected = slices.DeleteFunc(selected, func(a string) bool { return a == "capacity" })
@@ -226,14 +191,9 @@ func (s *Service) updateVolume(rq *api.Request) (api.Reply, error) {
 	}
 	if body.Capacity == 0 || body.Capacity == cur.CapacityKiB {
 		return s.syncUpdate(path, func(tx *store.Tx) error {
-			v, err := records.Get[volumeRecord](tx, kindVolumes, id, "Volume")
-			if err != nil {
-				return err
-			}
-			if err := applyUpdate(&v.meta, body.Common, selected, s.now()); err != nil {
-				return err
-			}
-			return records.Put(tx, kindVolumes, id, v)
+			return records.Edit(tx, kindVolumes, id, "Volume", func(v *volumeRecord) error {
+				return resource.ApplyUpdate(&v.meta, body.Common, selected, s.now())
+			})
 		})
 	}
 	return s.resize(rq, cur, body, selected)
@@ -281,7 +241,7 @@ func (s *Service) resize(rq *api.Request, cur volumeRecord, body cimi.Volume, se
 			if err := s.checkAttachedMachines(tx, v, "resized"); err != nil {
 				return err
 			}
-			if err := applyUpdate(&v.meta, body.Common, selected, s.now()); err != nil {
+			if err := resource.ApplyUpdate(&v.meta, body.Common, selected, s.now()); err != nil {
 				return err
 			}
 			return records.Put(tx, kindVolumes, v.ID, v)

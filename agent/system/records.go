@@ -1,10 +1,7 @@
 package system
 
 import (
-	"cimid/agent/records"
 	"encoding/json"
-	"fmt"
-	"net/http"
 	"strings"
 	"time"
 
@@ -12,6 +9,8 @@ import (
 	"cimid/agent/cimi"
 	"cimid/agent/errdefs"
 	"cimid/agent/job"
+	"cimid/agent/records"
+	"cimid/agent/resource"
 	"cimid/store"
 )
 
@@ -26,14 +25,7 @@ const (
 const kindNetworks = "networks"
 
 // meta is what every record shares.
-type meta struct {
-	ID          string            `json:"id"`
-	Name        string            `json:"name,omitempty"`
-	Description string            `json:"description,omitempty"`
-	Properties  map[string]string `json:"properties,omitempty"`
-	Created     time.Time         `json:"created"`
-	Updated     time.Time         `json:"updated"`
-}
+type meta = resource.Meta
 
 // System states this package records; otherwise a System's state is
 // derived from its Machines'.
@@ -104,26 +96,17 @@ type templateRecord struct {
 }
 
 func (s *Service) loadSystem(id string) (systemRecord, error) {
-	var rec systemRecord
-	err := s.db.View(func(tx *store.Tx) (err error) {
-		rec, err = records.Get[systemRecord](tx, kindSystems, id, "System")
-		return err
-	})
-	return rec, err
+	return records.View[systemRecord](s.db, kindSystems, id, "System")
 }
 
-// updateSystem applies fn to a System record in one transaction.
+// updateSystemRecord applies fn to a System record in one transaction.
 func (s *Service) updateSystemRecord(id string, fn func(*systemRecord) error) error {
-	return s.db.Update(func(tx *store.Tx) error {
-		rec, err := records.Get[systemRecord](tx, kindSystems, id, "System")
-		if err != nil {
-			return err
-		}
-		if err := fn(&rec); err != nil {
+	return records.Update(s.db, kindSystems, id, "System", func(rec *systemRecord) error {
+		if err := fn(rec); err != nil {
 			return err
 		}
 		rec.Updated = s.now()
-		return records.Put(tx, kindSystems, id, rec)
+		return nil
 	})
 }
 
@@ -133,35 +116,19 @@ func machinePath(id string) string  { return "machines/" + id }
 
 // newMeta starts a record's shared attributes.
 func newMeta(id, name, description string, props map[string]string, now time.Time) meta {
-	if len(props) == 0 {
-		props = nil
-	}
-	return meta{ID: id, Name: strings.TrimSpace(name), Description: description, Properties: props, Created: now, Updated: now}
+	return resource.NewMeta(id, name, description, props, now)
 }
 
 // commonDoc renders the shared attributes of a record.
 func commonDoc(urls api.URLs, typeName, path string, m meta) cimi.Common {
-	return cimi.Common{
-		ResourceURI: cimi.TypeURI(typeName),
-		ID:          urls.Abs(path),
-		Name:        m.Name,
-		Description: m.Description,
-		Created:     cimi.TimePtr(m.Created),
-		Updated:     cimi.TimePtr(m.Updated),
-		Properties:  cimi.Properties(m.Properties),
-	}
+	return resource.CommonDoc(urls, typeName, path, m)
 }
 
-// collection renders a list of member documents.
+// collection renders a list of member documents offering ops.
 func collection(urls api.URLs, typeName, path, memberKey string, members []any, ops ...cimi.Operation) *cimi.Collection {
-	return &cimi.Collection{
-		ResourceURI: cimi.TypeURI(typeName + "Collection"),
-		ID:          urls.Abs(path),
-		Count:       len(members),
-		MemberKey:   memberKey,
-		Members:     members,
-		Operations:  ops,
-	}
+	c := resource.Collection(urls, typeName, path, memberKey, members, false)
+	c.Operations = ops
+	return c
 }
 
 // applyUpdate applies a PUT body's writable common attributes to m. With
@@ -194,35 +161,18 @@ func applyUpdate(rq *api.Request, m *meta, body cimi.Common, now time.Time) erro
 
 // syncUpdate performs a change made at once, recording a finished Job.
 func (s *Service) syncUpdate(path string, apply func(tx *store.Tx) error) (api.Reply, error) {
-	rec, err := s.jobs.Done(job.Record{Kind: "edit", Action: cimi.RelEdit, Name: "edit " + path, Target: path}, apply)
-	if err != nil {
-		return api.Reply{}, err
-	}
-	return api.Reply{Status: http.StatusOK, JobID: rec.ID, Location: path}, nil
+	return resource.Edited(s.jobs, path, apply)
 }
 
 // submit starts a Job with params, writing prepare's intent with it.
 func (s *Service) submit(rec job.Record, params any, prepare func(tx *store.Tx) error) (job.Record, error) {
-	b, err := json.Marshal(params)
-	if err != nil {
-		return job.Record{}, fmt.Errorf("encode job parameters: %w", err)
-	}
-	rec.Params = b
-	return s.jobs.Submit(rec, prepare)
+	return resource.Submit(s.jobs, rec, params, prepare)
 }
 
 // refID resolves an href given in a request to the id of a resource in
 // the named collection.
 func refID(urls api.URLs, href, collection, what string) (string, error) {
-	path, ok := urls.Path(href)
-	if !ok {
-		return "", errdefs.Invalidf("%s reference %q does not point into this provider", what, href)
-	}
-	id, found := strings.CutPrefix(path, collection+"/")
-	if !found || id == "" || strings.Contains(id, "/") {
-		return "", errdefs.Invalidf("%s reference %q is not a %s href (expected %s)", what, href, what, urls.Abs(collection+"/ID"))
-	}
-	return id, nil
+	return resource.RefID(urls, href, collection, what)
 }
 
 func jsonUnmarshal(b []byte, v any) error {
