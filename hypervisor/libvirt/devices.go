@@ -160,8 +160,30 @@ func (d *Driver) attachDisk(ctx context.Context, domain string, disk hypervisor.
 		if flags == 0 {
 			return nil
 		}
-		return dom.AttachDeviceFlags(doc, flags)
+		err = dom.AttachDeviceFlags(doc, flags)
+		if err != nil && diskPresent(dom, live, disk) {
+			// An earlier call, cut off before it returned (an agent killed
+			// mid-attach), has finished the same attach meanwhile.
+			return nil
+		}
+		return err
 	})
+}
+
+// diskPresent reports whether every definition an attach applies to holds
+// disk at its target, from the same source.
+func diskPresent(dom *libvirt.Domain, live bool, disk hypervisor.Disk) bool {
+	defs, err := definitions(dom, live)
+	if err != nil {
+		return false
+	}
+	for _, sd := range defs {
+		existing := findDisk(sd.def, disk.Target)
+		if existing == nil || diskSource(existing) != disk.Path {
+			return false
+		}
+	}
+	return true
 }
 
 // DetachDisk removes the disk at target from the persistent definition of
