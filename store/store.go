@@ -1,7 +1,7 @@
 // Package store keeps the agent's durable state in one bbolt file. It knows
 // buckets, keys and bytes, not the agent's types: callers marshal their own
 // records. Every commit is fsynced; values handed out are copies, safe to use
-// after the transaction ends.
+// after the transaction ends (ForEach only lends them to its callback).
 //
 // The bucket tree (schema version 1):
 //
@@ -184,6 +184,22 @@ func (t *Tx) List(kind string) ([]Record, error) {
 		return nil
 	})
 	return out, err
+}
+
+// ForEach calls fn with every record of kind, in id order, without copying
+// them: value is only valid until fn returns (copy what is kept). An
+// error from fn ends the walk and is returned.
+func (t *Tx) ForEach(kind string, fn func(id, value []byte) error) error {
+	b := t.kind(kind)
+	if b == nil {
+		return nil
+	}
+	return b.ForEach(func(k, v []byte) error {
+		if v == nil { // nested bucket: not a record
+			return nil
+		}
+		return fn(k, v)
+	})
 }
 
 // Count returns the number of records of kind.

@@ -220,3 +220,35 @@ func TestDamagedMetaPageIsRefused(t *testing.T) {
 		}
 	}
 }
+
+func TestForEachWalksRecordsInOrder(t *testing.T) {
+	db := openTemp(t)
+	err := db.Update(func(tx *Tx) error {
+		for _, id := range []string{"c", "a", "b"} {
+			if err := tx.Put("jobs", id, []byte("v"+id)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen []string
+	stop := errors.New("stop")
+	err = db.View(func(tx *Tx) error {
+		if err := tx.ForEach("nothing", func(id, v []byte) error { return errors.New("called for a missing kind") }); err != nil {
+			return err
+		}
+		return tx.ForEach("jobs", func(id, v []byte) error {
+			seen = append(seen, string(id)+"="+string(v))
+			if string(id) == "b" {
+				return stop
+			}
+			return nil
+		})
+	})
+	if !errors.Is(err, stop) || strings.Join(seen, " ") != "a=va b=vb" {
+		t.Fatalf("walk: %v, %v", seen, err)
+	}
+}

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"reflect"
@@ -63,7 +64,10 @@ func (c *Core) Metadata() []cimi.ResourceMetadata {
 		{Common: cimi.Common{Name: "Job"}, TypeURI: cimi.TypeURI("Job"),
 			Attributes: requiredAttrs("state", "targetResource", "action", "progress"),
 			Capabilities: []cimi.Capability{{Name: "JobRetention", URI: cimi.CapabilityURI("Job", "JobRetention"),
-				Value: strconv.Itoa(int(c.Jobs.Retention() / time.Minute)), Description: "minutes a finished Job is kept"}},
+				Value: strconv.Itoa(int(c.Jobs.Retention() / time.Minute)), Description: "minutes a finished Job is kept"},
+				{Name: "WaitPreference", URI: cimi.ExtNamespace + "/capability/Job/WaitPreference",
+					Value:       strconv.Itoa(int(MaxJobWait / time.Second)),
+					Description: "a GET of a Job with the header Prefer: wait=N (RFC 7240) answers once the Job has ended, or after N seconds (at most this many)"}},
 			Actions: []cimi.ActionMeta{{Name: "stop", URI: cimi.ActionURI("stop"), Method: "POST",
 				Description: "cancel a queued or running Job", InputMessage: "application/json"}}},
 		{Common: cimi.Common{Name: "ResourceMetadata"}, TypeURI: cimi.TypeURI("ResourceMetadata"),
@@ -203,12 +207,49 @@ func (c *Core) listJobs(rq *Request) (Reply, error) {
 	return Reply{Body: coll}, nil
 }
 
+// MaxJobWait bounds the wait a GET of a Job may ask for.
+const MaxJobWait = 60 * time.Second
+
+// getJob answers with the Job; with Prefer: wait=N, once the Job has ended
+// or N seconds have passed, whichever comes first.
 func (c *Core) getJob(rq *Request) (Reply, error) {
-	rec, err := c.Jobs.Get(rq.Vars["id"])
+	wait, ok := preferredWait(rq.Header.Values("Prefer"))
+	if !ok {
+		rec, err := c.Jobs.Get(rq.Vars["id"])
+		if err != nil {
+			return Reply{}, err
+		}
+		return Reply{Body: JobDoc(rq.URLs, c.Jobs, rec)}, nil
+	}
+	wait = min(wait, MaxJobWait)
+	ctx, cancel := context.WithTimeout(rq.Context(), wait)
+	defer cancel()
+	rec, err := c.Jobs.Wait(ctx, rq.Vars["id"])
 	if err != nil {
 		return Reply{}, err
 	}
-	return Reply{Body: JobDoc(rq.URLs, c.Jobs, rec)}, nil
+	return Reply{Body: JobDoc(rq.URLs, c.Jobs, rec), PreferenceApplied: "wait=" + strconv.Itoa(int(wait/time.Second))}, nil
+}
+
+// preferredWait reads the wait preference of RFC 7240 (Prefer: wait=N,
+// N in seconds) from the Prefer header values; preferences it does not
+// understand are ignored, as the RFC asks.
+func preferredWait(values []string) (time.Duration, bool) {
+	for _, v := range values {
+		for _, pref := range strings.Split(v, ",") {
+			token, _, _ := strings.Cut(pref, ";")
+			name, val, _ := strings.Cut(token, "=")
+			if !strings.EqualFold(strings.TrimSpace(name), "wait") {
+				continue
+			}
+			n, err := strconv.Atoi(strings.Trim(strings.TrimSpace(val), `"`))
+			if err != nil || n < 0 {
+				continue
+			}
+			return time.Duration(n) * time.Second, true
+		}
+	}
+	return 0, false
 }
 
 func (c *Core) stopJob(rq *Request) (Reply, error) {

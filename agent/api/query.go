@@ -28,7 +28,18 @@ func (s *Server) applyQuery(rq *Request, q *query.Query, reply *Reply) error {
 		}
 		return s.expand(rq, q, reply.Body)
 	}
-	count, page, err := q.Apply(coll.Members)
+	var count int
+	var page []any
+	var err error
+	switch {
+	case coll.MemberJSON != nil && (coll.Members == nil || len(coll.MemberJSON) == len(coll.Members)):
+		var docs [][]byte
+		count, page, docs, err = q.ApplyJSON(coll.Members, coll.MemberJSON)
+		coll.MemberJSON = docs
+	default:
+		coll.MemberJSON = nil
+		count, page, err = q.Apply(coll.Members)
+	}
 	if err != nil {
 		var qe *query.Error
 		if errors.As(err, &qe) {
@@ -39,6 +50,9 @@ func (s *Server) applyQuery(rq *Request, q *query.Query, reply *Reply) error {
 	coll.Count, coll.Members = count, page
 	if all, attrs := q.Selection(); !all && len(attrs) > 0 && !slices.Contains(attrs, "operations") {
 		coll.Operations = nil
+	}
+	if q.Reshapes() {
+		coll.MemberJSON = nil // the members change below: their documents are made anew
 	}
 	for _, m := range coll.Members {
 		if err := q.Select(m); err != nil {

@@ -44,6 +44,9 @@ type Reply struct {
 	Location string // resource path (relative to the base URI) for the Location header
 	JobID    string // set for state-changing requests: the CIMI-Job-URI header
 	ETag     string
+	// PreferenceApplied names the preferences of the Prefer header that
+	// were honoured (RFC 7240).
+	PreferenceApplied string
 }
 
 // Server is the HTTP side of the agent.
@@ -116,6 +119,7 @@ func (s *Server) wrap(h HandlerFunc) http.Handler {
 				return
 			}
 		}
+		rq.jsonMembers = format == cimi.JSON && !q.Reshapes()
 		if ifMatch := r.Header.Get("If-Match"); ifMatch != "" && r.Method != http.MethodGet && r.Method != http.MethodHead {
 			unlock, err := s.checkIfMatch(r, ifMatch)
 			if err != nil {
@@ -144,11 +148,17 @@ func (s *Server) write(w http.ResponseWriter, rq *Request, reply Reply) {
 	if reply.JobID != "" {
 		h.Set("CIMI-Job-URI", rq.URLs.Abs("jobs/"+reply.JobID))
 	}
+	if reply.PreferenceApplied != "" {
+		h.Set("Preference-Applied", reply.PreferenceApplied)
+	}
 	status := reply.Status
 	if status == 0 {
 		status = http.StatusOK
 	}
 	var body bytes.Buffer
+	if sized, ok := reply.Body.(interface{ SizeHint() int }); ok && rq.Format == cimi.JSON {
+		body.Grow(sized.SizeHint())
+	}
 	if reply.Body != nil {
 		if err := cimi.Encode(&body, rq.Format, reply.Body); err != nil {
 			s.log.Error("encode response", "path", rq.URL.Path, "err", err)
@@ -232,7 +242,15 @@ type Request struct {
 	Vars   map[string]string
 	Format cimi.Format
 	URLs   URLs
+
+	jsonMembers bool
 }
+
+// JSONMembers tells whether a collection reply may carry its members as
+// JSON documents alone (cimi.Collection.MemberJSON, without Members): the
+// reply is JSON, and no query parameter reshapes the members ($filter,
+// $orderby and paging only choose and order them).
+func (rq *Request) JSONMembers() bool { return rq.jsonMembers }
 
 // Body reads the request body within MaxBodyBytes.
 func (rq *Request) Body() ([]byte, error) {

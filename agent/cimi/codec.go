@@ -151,6 +151,18 @@ func Encode(w io.Writer, f Format, v any) error {
 	return err
 }
 
+// EncodeJSON returns v's JSON document as Encode writes it, a collection
+// member included: what a Collection's MemberJSON holds.
+func EncodeJSON(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
 // rootName reads the element name from the XMLName field's tag.
 func rootName(v any) string {
 	if _, ok := v.(*Collection); ok {
@@ -295,7 +307,25 @@ type Collection struct {
 	Count       int
 	MemberKey   string // JSON key of the member array, e.g. "machineConfigurations"
 	Members     []any  // resource documents with an XMLName field
-	Operations  []Operation
+	// MemberJSON, when set, holds the members already encoded (by
+	// EncodeJSON), in the order of Members: the JSON document is written
+	// from them. It may stand alone where the members themselves are not
+	// needed: not for XML, nor for a $select or $expand.
+	MemberJSON [][]byte
+	Operations []Operation
+}
+
+// SizeHint is about the size of the collection's JSON document when its
+// members are already encoded, 0 otherwise.
+func (c *Collection) SizeHint() int {
+	n := 0
+	for _, m := range c.MemberJSON {
+		n += len(m) + 1
+	}
+	if n > 0 {
+		n += 1024
+	}
+	return n
 }
 
 // MarshalJSON writes the collection with its attributes in a fixed order.
@@ -332,7 +362,20 @@ func (c *Collection) writeJSON(w io.Writer) error {
 	if err := field(false, "count", c.Count); err != nil {
 		return err
 	}
-	if len(c.Members) > 0 {
+	switch {
+	case len(c.MemberJSON) > 0:
+		k, _ := json.Marshal(c.MemberKey)
+		bw.WriteString(",")
+		bw.Write(k)
+		bw.WriteString(":[")
+		for i, m := range c.MemberJSON {
+			if i > 0 {
+				bw.WriteByte(',')
+			}
+			bw.Write(m)
+		}
+		bw.WriteByte(']')
+	case len(c.Members) > 0:
 		k, _ := json.Marshal(c.MemberKey)
 		bw.WriteString(",")
 		bw.Write(k)

@@ -23,26 +23,41 @@ func TestDecodeCacheFollowsTheStore(t *testing.T) {
 		}
 	}
 	var c decodeCache[machineRecord]
-	list := func() []machineRecord {
+	renders := 0
+	list := func(base string) ([]machineRecord, [][]byte) {
 		t.Helper()
 		var out []machineRecord
-		if err := db.View(func(tx *store.Tx) (err error) { out, err = c.list(tx, kindMachines); return err }); err != nil {
+		var docs [][]byte
+		err := db.View(func(tx *store.Tx) (err error) {
+			out, docs, err = c.listJSON(tx, kindMachines, base, func(m machineRecord) ([]byte, error) {
+				renders++
+				return []byte(base + m.ID + " " + m.State), nil
+			})
+			return err
+		})
+		if err != nil {
 			t.Fatal(err)
 		}
-		return out
+		return out, docs
 	}
 	put("a", "STOPPED")
 	put("b", "STOPPED")
-	if got := list(); len(got) != 2 || got[0].State != "STOPPED" {
-		t.Fatalf("first listing: %+v", got)
+	if got, docs := list("x/"); len(got) != 2 || got[0].State != "STOPPED" || string(docs[1]) != "x/b STOPPED" || renders != 2 {
+		t.Fatalf("first listing: %+v %q after %d renders", got, docs, renders)
+	}
+	if _, docs := list("x/"); string(docs[0]) != "x/a STOPPED" || renders != 2 {
+		t.Fatalf("a listing of unchanged records rendered again (%d renders): %q", renders, docs)
 	}
 	put("a", "STARTED")
 	db.Update(func(tx *store.Tx) error { return tx.Delete(kindMachines, "b") })
-	got := list()
-	if len(got) != 1 || got[0].ID != "a" || got[0].State != "STARTED" {
-		t.Fatalf("after a change and a delete: %+v", got)
+	got, docs := list("x/")
+	if len(got) != 1 || got[0].ID != "a" || got[0].State != "STARTED" || string(docs[0]) != "x/a STARTED" || renders != 3 {
+		t.Fatalf("after a change and a delete: %+v %q after %d renders", got, docs, renders)
 	}
 	if len(c.entries) != 1 {
 		t.Fatalf("the cache keeps %d entries, want 1", len(c.entries))
+	}
+	if _, docs := list("y/"); string(docs[0]) != "y/a STARTED" || renders != 4 {
+		t.Fatalf("another base URI: %q after %d renders", docs, renders)
 	}
 }

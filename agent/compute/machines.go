@@ -104,20 +104,30 @@ func (s *Service) loadMachine(id string) (machineRecord, error) {
 	return m, err
 }
 
+// listMachines answers from the JSON documents the cache keeps: only
+// Machines whose records changed are rendered again. XML, $select and
+// $expand need the documents themselves.
 func (s *Service) listMachines(rq *api.Request) (api.Reply, error) {
 	var recs []machineRecord
+	var docs [][]byte
 	err := s.db.View(func(tx *store.Tx) (err error) {
-		recs, err = s.listed.list(tx, kindMachines)
+		recs, docs, err = s.listed.listJSON(tx, kindMachines, rq.URLs.Base(), func(m machineRecord) ([]byte, error) {
+			return cimi.EncodeJSON(s.machineDoc(rq.URLs, m))
+		})
 		return err
 	})
 	if err != nil {
 		return api.Reply{}, err
 	}
-	members := make([]any, len(recs))
-	for i, m := range recs {
-		members[i] = s.machineDoc(rq.URLs, m)
+	coll := collection(rq.URLs, "Machine", kindMachines, "machines", nil, true)
+	coll.Count, coll.MemberJSON = len(docs), docs
+	if !rq.JSONMembers() {
+		coll.Members = make([]any, len(recs))
+		for i, m := range recs {
+			coll.Members[i] = s.machineDoc(rq.URLs, m)
+		}
 	}
-	return api.Reply{Body: collection(rq.URLs, "Machine", kindMachines, "machines", members, true)}, nil
+	return api.Reply{Body: coll}, nil
 }
 
 func (s *Service) getMachine(rq *api.Request) (api.Reply, error) {

@@ -80,22 +80,31 @@ func (s *Service) setStateFrom(id, state, message, origin string) error {
 		}
 		return records.Put(tx, kindMachines, id, m)
 	})
-	if err == nil && changed && s.cfg.Events != nil {
-		severity, detail := events.SeverityLow, message
-		if origin == originOutside {
-			severity = events.SeverityMedium
-			if detail == "" {
-				detail = "changed outside the API (observed through libvirt)"
-			}
-		}
-		if state == cimi.StateError {
-			severity = events.SeverityHigh
-		}
-		s.cfg.Events.Record(events.Event{Resource: machinePath(id), ResName: before.Name, ResType: "Machine",
-			Type: events.TypeState, State: state, Previous: before.State, Detail: detail, Severity: severity,
-			Outcome: "Status", Origin: origin})
+	if err == nil && changed {
+		s.stateEvent(before, state, message, origin)
 	}
 	return err
+}
+
+// stateEvent records in its EventLog that Machine m, as it was, moved to
+// state.
+func (s *Service) stateEvent(m machineRecord, state, message, origin string) {
+	if s.cfg.Events == nil {
+		return
+	}
+	severity, detail := events.SeverityLow, message
+	if origin == originOutside {
+		severity = events.SeverityMedium
+		if detail == "" {
+			detail = "changed outside the API (observed through libvirt)"
+		}
+	}
+	if state == cimi.StateError {
+		severity = events.SeverityHigh
+	}
+	s.cfg.Events.Record(events.Event{Resource: machinePath(m.ID), ResName: m.Name, ResType: "Machine",
+		Type: events.TypeState, State: state, Previous: m.State, Detail: detail, Severity: severity,
+		Outcome: "Status", Origin: origin})
 }
 
 func (s *Service) markError(id, message string) {

@@ -358,10 +358,11 @@ func (s *Service) runCapture(ctx context.Context, x *job.Exec) error {
 	if err := os.Rename(partial, dst); err != nil {
 		return err
 	}
-	if err := s.drv.RefreshPool(ctx, s.poolName); err != nil {
-		x.Log().Warn("refresh pool", "err", err)
+	if st, err = s.drv.DomainStatus(ctx, m.Domain); err != nil {
+		return err
 	}
-	err = s.db.Update(func(tx *store.Tx) error {
+	x.SetMessage(fmt.Sprintf("Machine captured into a standalone image (%d MiB virtual size)", info.VirtualSize>>20))
+	err = s.endImageJob(x, m.ID, st, func(tx *store.Tx, _ *machineRecord) error {
 		cur, err := records.Get[imageRecord](tx, kindImages, im.ID, "MachineImage")
 		if err != nil {
 			return err
@@ -374,9 +375,43 @@ func (s *Service) runCapture(ctx context.Context, x *job.Exec) error {
 	if err != nil {
 		return err
 	}
-	x.Commit()
-	x.SetMessage(fmt.Sprintf("Machine captured into a standalone image (%d MiB virtual size)", info.VirtualSize>>20))
-	return s.settle(ctx, m.ID)
+	// libvirt's view of the pool follows; nothing of the API depends on it
+	if err := s.drv.RefreshPool(ctx, s.poolName); err != nil {
+		x.Log().Warn("refresh pool", "err", err)
+	}
+	return nil
+}
+
+// endImageJob ends a capture or snapshot Job in one transaction with its
+// last changes: apply's, and the Machine leaving CAPTURING for the state
+// st shows. The change of state then goes to the Machine's EventLog.
+func (s *Service) endImageJob(x *job.Exec, machineID string, st hypervisor.DomainStatus, apply func(tx *store.Tx, m *machineRecord) error) error {
+	state, msg, observed := observedState(st, "")
+	var before machineRecord
+	err := x.Succeed(func(tx *store.Tx) error {
+		m, err := records.Get[machineRecord](tx, kindMachines, machineID, "Machine")
+		if err != nil {
+			return err
+		}
+		before = m
+		if err := apply(tx, &m); err != nil {
+			return err
+		}
+		if observed {
+			m.State = state
+			if msg != "" {
+				m.StatusMessage = msg
+			}
+		}
+		return records.Put(tx, kindMachines, machineID, m)
+	})
+	if err != nil {
+		return err
+	}
+	if observed && before.State != state {
+		s.stateEvent(before, state, msg, originAPI)
+	}
+	return nil
 }
 
 func removeIfExists(files ...string) error {
@@ -433,6 +468,31 @@ func (s *Service) findSnapshot(ctx context.Context, domain, name string) (hyperv
 	return hypervisor.SnapshotInfo{}, false, nil
 }
 
+// takeSnapshot takes the internal snapshot name of domain and, meanwhile,
+// observes the domain. A domain seen shut off was shut off when its
+// snapshot was taken, which holds its disks only, and is left so: a
+// snapshot of a running guest, with its memory, lasts far longer than the
+// observation. (Only a guest that powers itself off right after a snapshot
+// of it running could be seen shut off; its snapshot is then said to hold
+// its disks only.)
+func (s *Service) takeSnapshot(ctx context.Context, domain, name string) (hypervisor.DomainStatus, error) {
+	type observation struct {
+		st  hypervisor.DomainStatus
+		err error
+	}
+	seen := make(chan observation, 1)
+	go func() {
+		st, err := s.drv.DomainStatus(ctx, domain)
+		seen <- observation{st, err}
+	}()
+	err := s.drv.CreateSnapshot(ctx, domain, name)
+	o := <-seen
+	if err != nil {
+		return hypervisor.DomainStatus{}, err
+	}
+	return o.st, o.err
+}
+
 // runSnapshot takes the internal snapshot of every disk of the Machine
 // (and of its memory when it runs). Re-runnable: a snapshot that exists
 // already is kept.
@@ -463,42 +523,43 @@ func (s *Service) runSnapshot(ctx context.Context, x *job.Exec) error {
 			return err
 		}
 	}
+	var st hypervisor.DomainStatus
 	if !found {
-		st, err := s.drv.DomainStatus(ctx, m.Domain)
-		if err != nil {
+		if st, err = s.takeSnapshot(ctx, m.Domain, im.SnapshotName); err != nil {
 			return err
 		}
-		if err := s.drv.CreateSnapshot(ctx, m.Domain, im.SnapshotName); err != nil {
-			return err
+		info = hypervisor.SnapshotInfo{Name: im.SnapshotName}
+		if st.State != hypervisor.StateShutoff {
+			// A guest that ran or was paused: whether the snapshot holds
+			// its memory is read from the snapshot.
+			if info, found, err = s.findSnapshot(ctx, m.Domain, im.SnapshotName); err != nil {
+				return err
+			}
+			if !found {
+				return fmt.Errorf("snapshot %s of domain %s is gone right after it was taken", im.SnapshotName, m.Domain)
+			}
 		}
-		info = hypervisor.SnapshotInfo{Name: im.SnapshotName, Running: st.State == hypervisor.StateRunning}
 	}
-	err = s.db.Update(func(tx *store.Tx) error {
-		cur, err := records.Get[imageRecord](tx, kindImages, im.ID, "MachineImage")
-		if err != nil {
+	if found {
+		// The domain may have changed since the snapshot was taken.
+		if st, err = s.drv.DomainStatus(ctx, m.Domain); err != nil {
 			return err
 		}
-		cur.State, cur.Running, cur.SnapshotNICs = imageAvailable, info.Running, nics
-		if err := records.Put(tx, kindImages, im.ID, cur); err != nil {
-			return err
-		}
-		mach, err := records.Get[machineRecord](tx, kindMachines, m.ID, "Machine")
-		if err != nil {
-			return err
-		}
-		mach.LatestSnapshot = im.ID
-		return records.Put(tx, kindMachines, m.ID, mach)
-	})
-	if err != nil {
-		return err
 	}
-	x.Commit()
 	what := "its disks"
 	if info.Running {
 		what = "its disks and memory"
 	}
 	x.SetMessage(fmt.Sprintf("snapshot of Machine %s taken (%s, %d volume(s))", m.ID, what, len(im.SnapshotVolumes)))
-	return s.settle(ctx, m.ID)
+	return s.endImageJob(x, m.ID, st, func(tx *store.Tx, mach *machineRecord) error {
+		cur, err := records.Get[imageRecord](tx, kindImages, im.ID, "MachineImage")
+		if err != nil {
+			return err
+		}
+		cur.State, cur.Running, cur.SnapshotNICs = imageAvailable, info.Running, nics
+		mach.LatestSnapshot = im.ID
+		return records.Put(tx, kindImages, im.ID, cur)
+	})
 }
 
 // forgetSnapshot deletes, in tx, the record of a snapshot whose internal

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"cimid/store"
 )
 
 // Exec is a handler's view of its running Job.
@@ -21,6 +23,8 @@ type Exec struct {
 	message   string
 	lastWrite time.Time
 	dirty     bool
+	// final is the Job as Succeed stored it.
+	final *Record
 }
 
 type undo struct {
@@ -135,6 +139,40 @@ func (x *Exec) Commit() {
 	x.mu.Lock()
 	x.undos = nil
 	x.mu.Unlock()
+}
+
+// Succeed ends the Job as SUCCESS in the transaction that writes apply's
+// change, the last of the handler: the change is never stored without the
+// Job's end, nor the Job seen done without the change. The undo list is
+// forgotten, and the handler returns nil right after. When apply fails,
+// nothing is stored and its error is returned, for the handler to return.
+func (x *Exec) Succeed(apply func(tx *store.Tx) error) error {
+	rec, err := x.runner.storeEnd(x.Record().ID, Success, CodeOK, successMessage(x), x, apply)
+	if err != nil {
+		return err
+	}
+	x.mu.Lock()
+	x.rec, x.final, x.undos, x.dirty = rec, &rec, nil, false
+	x.mu.Unlock()
+	return nil
+}
+
+// succeeded returns the Job as Succeed stored it.
+func (x *Exec) succeeded() (Record, bool) {
+	if x == nil {
+		return Record{}, false
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.final == nil {
+		return Record{}, false
+	}
+	return *x.final, true
+}
+
+func (x *Exec) hasSucceeded() bool {
+	_, ok := x.succeeded()
+	return ok
 }
 
 func (x *Exec) undo(ctx context.Context) error {

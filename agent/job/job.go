@@ -3,9 +3,11 @@
 // A Job is written to the store together with the intent it acts on, in one
 // transaction, before anything is done. It then runs on its own goroutine
 // once it holds the locks of every resource it touches, reports progress,
-// keeps an undo list, and ends as SUCCESS, FAILED or STOPPED. After an agent
-// restart, Jobs that had not finished are handled by an explicit rule per
-// kind: resumed (the handler is written to be re-run) or ended by a cleanup.
+// keeps an undo list, and ends as SUCCESS, FAILED or STOPPED; a handler may
+// store its last change in the transaction that ends the Job. Its end is
+// stored before anyone waiting for it is told. After an agent restart, Jobs
+// that had not finished are handled by an explicit rule per kind: resumed
+// (the handler is written to be re-run) or ended by a cleanup.
 package job
 
 import (

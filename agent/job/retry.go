@@ -44,7 +44,7 @@ func (r *Runner) runAttempts(ctx context.Context, k Kind, x *Exec) error {
 	if p == nil || !k.Resumable {
 		return err
 	}
-	for attempt := 1; err != nil && attempt <= p.MaxRetries && ctx.Err() == nil && p.Transient(err); attempt++ {
+	for attempt := 1; err != nil && attempt <= p.MaxRetries && ctx.Err() == nil && p.Transient(err) && !x.hasSucceeded(); attempt++ {
 		rec := x.Record()
 		x.log.Warn("job lost its hypervisor; waiting for it to come back", "err", err, "attempt", attempt)
 		r.noteWaiting(rec.ID, fmt.Sprintf("waiting for the hypervisor to come back (%v)", err))

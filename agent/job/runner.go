@@ -38,8 +38,15 @@ type Runner struct {
 }
 
 type active struct {
+	ctx      context.Context
 	cancel   context.CancelCauseFunc
 	userStop bool
+	// ended is closed when the Job's final state is stored (final holds
+	// it) or when its run stops without one, at shutdown; Wait blocks on
+	// it.
+	ended     chan struct{}
+	announced bool
+	final     *Record
 }
 
 // errShutdown is the cancel cause when the agent itself is stopping.
@@ -98,8 +105,15 @@ func (r *Runner) Register(name string, k Kind) {
 
 // Submit stores a new Job and, in the same transaction, whatever intent
 // prepare writes; it then starts the Job. A prepare error aborts both.
+//
+// A Job of a resumable kind whose locks are free (and waited for by no
+// other Job) takes them at once and is stored RUNNING: the restart rule
+// treats a queued and a running resumable Job alike, so the move to
+// RUNNING needs no store of its own. Other Jobs are stored QUEUED and move
+// to RUNNING once they hold their locks.
 func (r *Runner) Submit(rec Record, prepare func(tx *store.Tx) error) (Record, error) {
-	if _, ok := r.kinds[rec.Kind]; !ok {
+	k, ok := r.kinds[rec.Kind]
+	if !ok {
 		return Record{}, fmt.Errorf("submit job: unknown kind %q", rec.Kind)
 	}
 	r.mu.Lock()
@@ -117,18 +131,39 @@ func (r *Runner) Submit(rec Record, prepare func(tx *store.Tx) error) (Record, e
 	if len(rec.Affected) == 0 && rec.Target != "" {
 		rec.Affected = []string{rec.Target}
 	}
+	var release func()
+	if k.Resumable {
+		release = r.locks.tryAcquire(rec.Locks)
+	}
+	if release != nil {
+		rec.State = Running
+	}
+	// Registered before the store: a stop sent as soon as the Job is
+	// visible finds it to cancel.
+	a := r.register(rec)
 	err := r.db.Update(func(tx *store.Tx) error {
 		if prepare != nil {
 			if err := prepare(tx); err != nil {
 				return err
 			}
 		}
+		if release != nil {
+			r.transition(rec, Running, false)
+		}
 		return putRecord(tx, rec)
 	})
 	if err != nil {
+		r.unregister(rec)
+		a.cancel(nil)
+		if release != nil {
+			release()
+		}
 		return Record{}, err
 	}
-	r.launch(rec)
+	if release != nil {
+		r.transition(rec, Running, true)
+	}
+	r.start(k, rec, a, release)
 	return rec, nil
 }
 
@@ -259,7 +294,7 @@ func (r *Runner) recover(ctx context.Context, rec Record) error {
 	k, known := r.kinds[rec.Kind]
 	switch {
 	case !known:
-		_, err := r.finish(rec.ID, Failed, CodeInterrupted, fmt.Sprintf("interrupted by an agent restart; this agent does not know job kind %q", rec.Kind))
+		_, err := r.finish(rec.ID, Failed, CodeInterrupted, fmt.Sprintf("interrupted by an agent restart; this agent does not know job kind %q", rec.Kind), nil, nil)
 		return err
 	case rec.State == Queued || (rec.State == Running && k.Resumable):
 		r.log.Info("resuming job after restart", "job", rec.ID, "kind", rec.Kind, "state", rec.State)
@@ -280,7 +315,7 @@ func (r *Runner) recover(ctx context.Context, rec Record) error {
 			}
 		}
 		r.log.Info("ending interrupted job", "job", rec.ID, "kind", rec.Kind, "state", state)
-		_, err := r.finish(rec.ID, state, code, msg)
+		_, err := r.finish(rec.ID, state, code, msg, nil, nil)
 		return err
 	}
 }
@@ -305,59 +340,114 @@ func (r *Runner) Shutdown(ctx context.Context) {
 	r.stopAll(errShutdown) // also ends the pruning loop
 }
 
+// launch runs a stored Job on its own goroutine once it holds its locks.
 func (r *Runner) launch(rec Record) {
-	k := r.kinds[rec.Kind]
+	r.start(r.kinds[rec.Kind], rec, r.register(rec), nil)
+}
+
+// register makes rec a Job of this runner: stoppable, waited for, and
+// counted as pending on the resources it locks.
+func (r *Runner) register(rec Record) *active {
 	ctx, cancel := context.WithCancelCause(r.base)
+	a := &active{ctx: ctx, cancel: cancel, ended: make(chan struct{})}
 	r.mu.Lock()
-	r.running[rec.ID] = &active{cancel: cancel}
+	r.running[rec.ID] = a
 	for _, l := range rec.Locks {
 		r.pending[l]++
 	}
 	r.mu.Unlock()
+	return a
+}
+
+func (r *Runner) unregister(rec Record) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if a := r.running[rec.ID]; a != nil && !a.announced {
+		a.announced = true
+		close(a.ended)
+	}
+	delete(r.running, rec.ID)
+	for _, l := range rec.Locks {
+		if r.pending[l]--; r.pending[l] <= 0 {
+			delete(r.pending, l)
+		}
+	}
+}
+
+// announce wakes those waiting for the Job: its final state, rec, is
+// stored.
+func (r *Runner) announce(rec Record) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if a := r.running[rec.ID]; a != nil && !a.announced {
+		a.announced, a.final = true, &rec
+		close(a.ended)
+	}
+}
+
+// start runs a registered Job on its own goroutine. With release set, the
+// Job holds its locks already and is stored RUNNING.
+func (r *Runner) start(k Kind, rec Record, a *active, release func()) {
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		defer cancel(nil)
-		defer func() {
-			r.mu.Lock()
-			delete(r.running, rec.ID)
-			for _, l := range rec.Locks {
-				if r.pending[l]--; r.pending[l] <= 0 {
-					delete(r.pending, l)
-				}
-			}
-			r.mu.Unlock()
-		}()
-		r.run(ctx, k, rec)
+		defer a.cancel(nil)
+		defer r.unregister(rec)
+		r.run(a.ctx, k, rec, release)
 	}()
 }
 
-func (r *Runner) run(ctx context.Context, k Kind, rec Record) {
+func (r *Runner) run(ctx context.Context, k Kind, rec Record, release func()) {
 	log := r.log.With("job", rec.ID, "kind", rec.Kind, "target", rec.Target)
-	release, err := r.locks.acquire(ctx, rec.Locks)
-	if err != nil {
-		r.ended(ctx, log, rec, nil, err)
-		return
+	cur := rec
+	if release == nil {
+		var err error
+		release, err = r.locks.acquire(ctx, rec.Locks)
+		if err != nil {
+			r.ended(ctx, log, rec, nil, err)
+			return
+		}
+		r.transition(rec, Running, false)
+		cur, err = r.update(rec.ID, func(rec *Record) {
+			if rec.State == Queued {
+				r.setState(rec, Running, "")
+			}
+		})
+		r.transition(cur, Running, true)
+		if err != nil {
+			release()
+			log.Error("job record unavailable", "err", err)
+			return
+		}
 	}
 	defer release()
-	r.transition(rec, Running, false)
-	cur, err := r.update(rec.ID, func(rec *Record) {
-		if rec.State == Queued {
-			r.setState(rec, Running, "")
-		}
-	})
-	r.transition(cur, Running, true)
-	if err != nil {
-		log.Error("job record unavailable", "err", err)
-		return
-	}
-	if cur.State == Stopping {
+	if cur.State == Stopping || errors.Is(context.Cause(ctx), errUserStop) {
 		r.ended(ctx, log, cur, nil, errUserStop)
 		return
 	}
 	x := &Exec{runner: r, rec: cur, log: log}
-	err = r.runAttempts(ctx, k, x)
+	err := r.runAttempts(ctx, k, x)
 	r.ended(ctx, log, x.Record(), x, err)
+}
+
+// Wait returns the Job once it has ended, or as it is when ctx ends
+// first. A Job that is not running returns at once.
+func (r *Runner) Wait(ctx context.Context, id string) (Record, error) {
+	r.mu.Lock()
+	a := r.running[id]
+	r.mu.Unlock()
+	rec, err := r.Get(id)
+	if err != nil || rec.Final() || a == nil {
+		return rec, err
+	}
+	select {
+	case <-a.ended:
+		if a.final != nil {
+			return *a.final, nil
+		}
+	case <-ctx.Done():
+	}
+	return r.Get(id)
 }
 
 func safeRun(ctx context.Context, h Handler, x *Exec) (err error) {
@@ -374,16 +464,23 @@ func (r *Runner) ended(ctx context.Context, log *slog.Logger, rec Record, x *Exe
 	r.mu.Lock()
 	userStop := r.running[rec.ID] != nil && r.running[rec.ID].userStop
 	r.mu.Unlock()
+	if final, ok := x.succeeded(); ok {
+		if err != nil {
+			log.Error("job failed after it was stored as succeeded; it stays SUCCESS", "err", err)
+		}
+		if r.onEnd != nil {
+			r.onEnd(final)
+		}
+		log.Info("job succeeded")
+		return
+	}
 	if err != nil && !userStop && errors.Is(context.Cause(ctx), errShutdown) {
 		// The agent is stopping: leave the Job as it is for recovery.
 		log.Info("job interrupted by shutdown; it will be recovered at the next start", "err", err)
 		return
 	}
 	if err == nil {
-		if x != nil {
-			x.flush()
-		}
-		if _, ferr := r.finish(rec.ID, Success, CodeOK, successMessage(x)); ferr != nil {
+		if _, ferr := r.finish(rec.ID, Success, CodeOK, successMessage(x), x, nil); ferr != nil {
 			log.Error("record job success", "err", ferr)
 		}
 		log.Info("job succeeded")
@@ -405,31 +502,71 @@ func (r *Runner) ended(ctx context.Context, log *slog.Logger, rec Record, x *Exe
 	if undoErr != nil {
 		msg += "; undo incomplete: " + undoErr.Error()
 	}
-	if _, ferr := r.finish(rec.ID, state, code, msg); ferr != nil {
+	if _, ferr := r.finish(rec.ID, state, code, msg, x, nil); ferr != nil {
 		log.Error("record job end", "err", ferr)
 	}
 	log.Info("job ended", "state", state, "message", msg)
 }
 
 func successMessage(x *Exec) string {
-	if x != nil && x.message != "" {
-		return x.message
+	if x != nil {
+		x.mu.Lock()
+		defer x.mu.Unlock()
+		if x.message != "" {
+			return x.message
+		}
 	}
 	return "done"
 }
 
-func (r *Runner) finish(id, state string, code int, msg string) (Record, error) {
-	r.transition(Record{ID: id}, state, false)
-	rec, err := r.update(id, func(rec *Record) {
-		r.setState(rec, state, msg)
-		rec.ReturnCode = code
-		rec.Progress = 100
-	})
-	r.transition(rec, state, true)
+// finish ends the Job and tells OnEnd.
+func (r *Runner) finish(id, state string, code int, msg string, x *Exec, apply func(tx *store.Tx) error) (Record, error) {
+	rec, err := r.storeEnd(id, state, code, msg, x, apply)
 	if err == nil && r.onEnd != nil {
 		r.onEnd(rec)
 	}
 	return rec, err
+}
+
+// storeEnd writes the Job's final state in one transaction with what the
+// handler changed and has not stored yet (x, when given) and with apply's
+// writes; those waiting for the Job are woken once it is stored.
+func (r *Runner) storeEnd(id, state string, code int, msg string, x *Exec, apply func(tx *store.Tx) error) (Record, error) {
+	r.transition(Record{ID: id}, state, false)
+	var out Record
+	err := r.db.Update(func(tx *store.Tx) error {
+		if apply != nil {
+			if err := apply(tx); err != nil {
+				return err
+			}
+		}
+		b, err := tx.Get(Bucket, id)
+		if err != nil {
+			return err
+		}
+		rec, err := decodeRecord(b)
+		if err != nil {
+			return err
+		}
+		if x != nil {
+			x.mu.Lock()
+			rec.Affected, rec.Checkpoint = x.rec.Affected, x.rec.Checkpoint
+			x.mu.Unlock()
+		}
+		r.setState(&rec, state, msg)
+		rec.ReturnCode = code
+		rec.Progress = 100
+		out = rec
+		return putRecord(tx, rec)
+	})
+	if err != nil {
+		out = Record{}
+	}
+	r.transition(out, state, true)
+	if err == nil {
+		r.announce(out)
+	}
+	return out, err
 }
 
 func (r *Runner) setState(rec *Record, state, msg string) {

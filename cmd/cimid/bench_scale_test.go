@@ -219,8 +219,13 @@ func createStopped(d *benchDaemon, config, image string, i int) error {
 	if resp.StatusCode != http.StatusAccepted || job == "" {
 		return fmt.Errorf("create machine %d: %s", i, resp.Status)
 	}
-	for deadline := time.Now().Add(5 * time.Minute); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		r, err := d.client.Get(job)
+	for deadline := time.Now().Add(5 * time.Minute); time.Now().Before(deadline); {
+		req, err := http.NewRequest(http.MethodGet, job, nil)
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Prefer", benchJobWait)
+		r, err := d.client.Do(req)
 		if err != nil {
 			return err
 		}

@@ -118,8 +118,7 @@ func BenchmarkStorage(b *testing.B) {
 		})
 		// clean up outside the measured time
 		for _, uri := range []string{vol, captured, snapshot} {
-			start := time.Now()
-			d.waitJob("DELETE "+uri, d.accepted("DELETE "+uri, d.do(http.MethodDelete, uri, nil)), start)
+			d.waitJob("DELETE "+uri, d.accepted("DELETE "+uri, d.do(http.MethodDelete, uri, nil)))
 		}
 		drv.DeleteSnapshot(ctx, baseDomain, fmt.Sprintf("s%d", i))
 		os.Remove(baseVol)
@@ -144,10 +143,9 @@ func (d *benchDaemon) machineImageOp(machine, op string) string {
 	if href == "" {
 		d.fatalf("the machine offers no %s", op)
 	}
-	start := time.Now()
 	r := d.do(http.MethodPost, href, map[string]any{"resourceURI": "http://schemas.dmtf.org/cimi/1/MachineImageCreate",
 		"name": op, "imageLocation": machine})
-	d.waitJob(op, d.accepted(op, r), start)
+	d.waitJob(op, d.accepted(op, r))
 	return r.header.Get("Location")
 }
 

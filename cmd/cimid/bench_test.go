@@ -45,13 +45,12 @@ const (
 	benchRuns = 20
 	// benchMemoryKiB is the memory of every guest (128 MiB).
 	benchMemoryKiB = 128 * 1024
-	// The API client polls a Job every 1/benchPollDiv of the time elapsed
-	// since its request, within [benchPollMin, benchPollMax]: short
-	// operations are seen within a millisecond of their end, long ones
-	// within 2 % of their time, and a create does not flood the agent.
-	benchPollDiv = 50
+	// benchPollMin is how often the baseline polls libvirt for a domain's
+	// state. (The API client asks the agent to answer once a Job has
+	// ended: Prefer: wait.)
 	benchPollMin = time.Millisecond
-	benchPollMax = 10 * time.Millisecond
+	// benchJobWait is the wait each GET of a Job asks for, in seconds.
+	benchJobWait = "wait=60"
 	// benchDomainPrefix names the baseline's domains.
 	benchDomainPrefix = "cimid-bench-"
 	// benchDirPrefix names the state directories of benchmark daemons below
@@ -316,7 +315,8 @@ type benchResponse struct {
 	body   []byte
 }
 
-func (d *benchDaemon) do(method, path string, body any) benchResponse {
+// do sends a request; header holds extra header names and values.
+func (d *benchDaemon) do(method, path string, body any, header ...string) benchResponse {
 	d.tb.Helper()
 	url := path
 	if !strings.HasPrefix(path, "http") {
@@ -337,6 +337,9 @@ func (d *benchDaemon) do(method, path string, body any) benchResponse {
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
 	resp, err := d.client.Do(req)
 	if err != nil {
 		d.fatalf("%s %s: %v", method, path, err)
@@ -349,9 +352,9 @@ func (d *benchDaemon) do(method, path string, body any) benchResponse {
 	return benchResponse{status: resp.StatusCode, header: resp.Header, body: b}
 }
 
-func (d *benchDaemon) getJSON(path string) map[string]any {
+func (d *benchDaemon) getJSON(path string, header ...string) map[string]any {
 	d.tb.Helper()
-	r := d.do(http.MethodGet, path, nil)
+	r := d.do(http.MethodGet, path, nil, header...)
 	if r.status != http.StatusOK {
 		d.fatalf("GET %s: %d %s", path, r.status, r.body)
 	}
@@ -372,13 +375,13 @@ func (d *benchDaemon) accepted(what string, r benchResponse) string {
 	return job
 }
 
-// waitJob polls a Job, sent at start, until it ends and fails unless it
-// succeeded.
-func (d *benchDaemon) waitJob(what, jobURI string, start time.Time) {
+// waitJob waits until a Job ends, each GET of it answered once it has
+// ended (Prefer: wait), and fails unless it succeeded.
+func (d *benchDaemon) waitJob(what, jobURI string) {
 	d.tb.Helper()
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
-		j := d.getJSON(jobURI)
+		j := d.getJSON(jobURI, "Prefer", benchJobWait)
 		switch j["state"] {
 		case "SUCCESS":
 			return
@@ -388,17 +391,15 @@ func (d *benchDaemon) waitJob(what, jobURI string, start time.Time) {
 		if time.Now().After(deadline) {
 			d.fatalf("%s: job still %v after 3 min: %v", what, j["state"], j)
 		}
-		time.Sleep(min(max(time.Since(start)/benchPollDiv, benchPollMin), benchPollMax))
 	}
 }
 
 // createAndWait POSTs to a collection and waits for the Job.
 func (d *benchDaemon) createAndWait(collection string, body map[string]any) string {
 	d.tb.Helper()
-	start := time.Now()
 	r := d.do(http.MethodPost, collection, body)
 	job := d.accepted("POST "+collection, r)
-	d.waitJob("POST "+collection, job, start)
+	d.waitJob("POST "+collection, job)
 	return r.header.Get("Location")
 }
 
@@ -417,7 +418,7 @@ func (d *benchDaemon) machineCycle(config, image string, drv *libvirt.Driver) [3
 			"machineImage": map[string]any{"href": image}, "initialState": "STARTED"}}
 	start := time.Now()
 	r := d.do(http.MethodPost, "machines", create)
-	d.waitJob("create Machine", d.accepted("create Machine", r), start)
+	d.waitJob("create Machine", d.accepted("create Machine", r))
 	times[0] = time.Since(start)
 	m := r.header.Get("Location")
 	if m == "" {
@@ -437,7 +438,7 @@ func (d *benchDaemon) machineCycle(config, image string, drv *libvirt.Driver) [3
 		"action": "http://schemas.dmtf.org/cimi/1/action/stop", "force": true}
 	start = time.Now()
 	r = d.do(http.MethodPost, stopHref, stop)
-	d.waitJob("force-stop Machine", d.accepted("force-stop Machine", r), start)
+	d.waitJob("force-stop Machine", d.accepted("force-stop Machine", r))
 	times[1] = time.Since(start)
 	doc = d.getJSON(m)
 	if st, err := drv.DomainStatus(ctx, domain); doc["state"] != "STOPPED" || err != nil || st.State != hypervisor.StateShutoff {
@@ -446,7 +447,7 @@ func (d *benchDaemon) machineCycle(config, image string, drv *libvirt.Driver) [3
 
 	start = time.Now()
 	r = d.do(http.MethodDelete, m, nil)
-	d.waitJob("delete Machine", d.accepted("delete Machine", r), start)
+	d.waitJob("delete Machine", d.accepted("delete Machine", r))
 	times[2] = time.Since(start)
 	if g := d.do(http.MethodGet, m, nil); g.status != http.StatusNotFound {
 		d.fatalf("deleted Machine: GET %d", g.status)
@@ -693,7 +694,7 @@ func BenchmarkOVF(b *testing.B) {
 		start := time.Now()
 		r := d.do(http.MethodPost, machine+"/export", map[string]any{"resourceURI": "http://schemas.dmtf.org/cimi/1/Action",
 			"action": "http://schemas.dmtf.org/cimi/1/action/export", "format": "application/ovf", "destination": "file://" + dest})
-		d.waitJob("export Machine", d.accepted("export Machine", r), start)
+		d.waitJob("export Machine", d.accepted("export Machine", r))
 		if record {
 			exportRow.ours = append(exportRow.ours, time.Since(start))
 		}
@@ -796,10 +797,9 @@ func benchOVFPackage(tb testing.TB, dir string) (vmdk, ova string) {
 // benchImport imports an OVA through the API and returns the System.
 func (d *benchDaemon) benchImport(ova string) string {
 	d.tb.Helper()
-	start := time.Now()
 	r := d.do(http.MethodPost, "systems/import", map[string]any{"resourceURI": "http://schemas.dmtf.org/cimi/1/Action",
 		"action": "http://schemas.dmtf.org/cimi/1/action/import", "source": "file://" + ova})
-	d.waitJob("import System", d.accepted("import System", r), start)
+	d.waitJob("import System", d.accepted("import System", r))
 	return r.header.Get("Location")
 }
 
@@ -817,7 +817,6 @@ func (d *benchDaemon) benchSystemMachine(sys string) string {
 // benchDelete deletes a resource and waits for its Job.
 func (d *benchDaemon) benchDelete(href string) {
 	d.tb.Helper()
-	start := time.Now()
 	r := d.do(http.MethodDelete, href, nil)
-	d.waitJob("delete "+href, d.accepted("delete "+href, r), start)
+	d.waitJob("delete "+href, d.accepted("delete "+href, r))
 }

@@ -201,12 +201,12 @@ func isTime(s string) bool {
 // entry is a member being sorted, with its $orderby values (nil where the
 // member lacks one).
 type entry struct {
-	member any
-	keys   []any
+	index int
+	keys  []any
 }
 
-func (q *Query) newEntry(member, doc any) entry {
-	e := entry{member: member}
+func (q *Query) newEntry(index int, doc any) entry {
+	e := entry{index: index}
 	if q.orderBy != nil {
 		e.keys = make([]any, len(q.orderBy))
 		for i, k := range q.orderBy {

@@ -185,6 +185,13 @@ func (q *Query) Empty() bool {
 		!q.sel.given && !q.expand.given
 }
 
+// Reshapes tells whether the query changes the members' documents
+// ($select other than *, or $expand), beyond choosing, ordering and
+// paging them.
+func (q *Query) Reshapes() bool {
+	return q != nil && (q.sel.given && !q.sel.all || q.expand.given)
+}
+
 // Expand returns the parsed $expand: all is true for "*" or an empty value;
 // otherwise attrs lists the names given. Without $expand both are zero.
 func (q *Query) Expand() (all bool, attrs []string) {
@@ -210,16 +217,46 @@ func (q *Query) Selection() (all bool, attrs []string) {
 // their JSON form. count is the number of members that pass the filter,
 // before paging. members itself is left untouched.
 func (q *Query) Apply(members []any) (count int, page []any, err error) {
-	kept := members
+	count, kept, err := q.apply(len(members), func(i int) ([]byte, error) { return json.Marshal(members[i]) })
+	if err != nil {
+		return 0, nil, err
+	}
+	return count, pick(members, kept), nil
+}
+
+// ApplyJSON is Apply for members whose JSON documents are at hand: docs[i]
+// is the JSON of members[i]. It also returns the documents of the page.
+// members may be nil when only the documents are wanted.
+func (q *Query) ApplyJSON(members []any, docs [][]byte) (count int, page []any, pageDocs [][]byte, err error) {
+	if members != nil && len(docs) != len(members) {
+		return 0, nil, nil, fmt.Errorf("query: %d documents for %d members", len(docs), len(members))
+	}
+	count, kept, err := q.apply(len(docs), func(i int) ([]byte, error) { return docs[i], nil })
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	return count, pick(members, kept), pick(docs, kept), nil
+}
+
+// apply filters, sorts and pages n members, read through doc, their JSON
+// documents; it returns the number that pass the filter and the indexes
+// of the page, in order.
+func (q *Query) apply(n int, doc func(i int) ([]byte, error)) (count int, page []int, err error) {
+	kept := make([]int, 0, n)
 	if q != nil && (q.filter != nil || q.orderBy != nil) {
-		entries := make([]entry, 0, len(members))
-		for i, m := range members {
-			doc, err := genericView(m)
+		roots := q.roots()
+		entries := make([]entry, 0, n)
+		for i := 0; i < n; i++ {
+			b, err := doc(i)
+			if err != nil {
+				return 0, nil, fmt.Errorf("query: member %d: %w", i, err)
+			}
+			v, err := view(b, roots)
 			if err != nil {
 				return 0, nil, fmt.Errorf("query: member %d: %w", i, err)
 			}
 			if q.filter != nil {
-				ok, err := q.filter.eval(doc)
+				ok, err := q.filter.eval(v)
 				if err != nil {
 					return 0, nil, err
 				}
@@ -227,22 +264,36 @@ func (q *Query) Apply(members []any) (count int, page []any, err error) {
 					continue
 				}
 			}
-			entries = append(entries, q.newEntry(m, doc))
+			entries = append(entries, q.newEntry(i, v))
 		}
 		if q.orderBy != nil {
 			slices.SortStableFunc(entries, q.compareEntries)
 		}
-		kept = make([]any, len(entries))
-		for i, e := range entries {
-			kept[i] = e.member
+		for _, e := range entries {
+			kept = append(kept, e.index)
+		}
+	} else {
+		for i := 0; i < n; i++ {
+			kept = append(kept, i)
 		}
 	}
 	return len(kept), q.page(kept), nil
 }
 
-// page cuts the $first..$last range out of members, in a new slice.
-func (q *Query) page(members []any) []any {
-	first, last := 1, len(members)
+func pick[T any](from []T, indexes []int) []T {
+	if len(indexes) == 0 || from == nil {
+		return nil
+	}
+	out := make([]T, len(indexes))
+	for i, j := range indexes {
+		out[i] = from[j]
+	}
+	return out
+}
+
+// page cuts the $first..$last range out of indexes.
+func (q *Query) page(indexes []int) []int {
+	first, last := 1, len(indexes)
 	if q != nil && q.first > 0 {
 		first = q.first
 	}
@@ -252,19 +303,37 @@ func (q *Query) page(members []any) []any {
 	if first > last {
 		return nil
 	}
-	return slices.Clone(members[first-1 : last])
+	return indexes[first-1 : last]
 }
 
-// genericView is the JSON form of a document: maps, slices, strings,
-// float64 numbers and booleans.
-func genericView(member any) (any, error) {
-	b, err := json.Marshal(member)
-	if err != nil {
-		return nil, err
+// roots are the attributes at the document root that $filter and
+// $orderby read.
+func (q *Query) roots() map[string]bool {
+	roots := map[string]bool{}
+	var walk func(n node)
+	walk = func(n node) {
+		switch n := n.(type) {
+		case anyOf:
+			for _, t := range n {
+				walk(t)
+			}
+		case allOf:
+			for _, t := range n {
+				walk(t)
+			}
+		case *comparison:
+			if len(n.keys) > 0 {
+				roots[n.keys[0]] = true
+			}
+		}
 	}
-	var doc any
-	if err := json.Unmarshal(b, &doc); err != nil {
-		return nil, err
+	if q.filter != nil {
+		walk(q.filter)
 	}
-	return doc, nil
+	for _, k := range q.orderBy {
+		if len(k.keys) > 0 {
+			roots[k.keys[0]] = true
+		}
+	}
+	return roots
 }
