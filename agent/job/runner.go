@@ -106,11 +106,12 @@ func (r *Runner) Register(name string, k Kind) {
 // Submit stores a new Job and, in the same transaction, whatever intent
 // prepare writes; it then starts the Job. A prepare error aborts both.
 //
-// A Job of a resumable kind whose locks are free (and waited for by no
-// other Job) takes them at once and is stored RUNNING: the restart rule
-// treats a queued and a running resumable Job alike, so the move to
-// RUNNING needs no store of its own. Other Jobs are stored QUEUED and move
-// to RUNNING once they hold their locks.
+// The Job takes its place for its locks here, so Jobs on a common
+// resource run in the order they were submitted. A Job of a resumable
+// kind whose locks are free takes them at once and is stored RUNNING: the
+// restart rule treats a queued and a running resumable Job alike, so the
+// move to RUNNING needs no store of its own. Other Jobs are stored QUEUED
+// and move to RUNNING once they hold their locks.
 func (r *Runner) Submit(rec Record, prepare func(tx *store.Tx) error) (Record, error) {
 	k, ok := r.kinds[rec.Kind]
 	if !ok {
@@ -131,11 +132,10 @@ func (r *Runner) Submit(rec Record, prepare func(tx *store.Tx) error) (Record, e
 	if len(rec.Affected) == 0 && rec.Target != "" {
 		rec.Affected = []string{rec.Target}
 	}
+	ticket := r.locks.request(rec.Locks)
 	var release func()
-	if k.Resumable {
-		release = r.locks.tryAcquire(rec.Locks)
-	}
-	if release != nil {
+	if k.Resumable && ticket.held() {
+		release = func() { r.locks.release(ticket) }
 		rec.State = Running
 	}
 	// Registered before the store: a stop sent as soon as the Job is
@@ -155,15 +155,13 @@ func (r *Runner) Submit(rec Record, prepare func(tx *store.Tx) error) (Record, e
 	if err != nil {
 		r.unregister(rec)
 		a.cancel(nil)
-		if release != nil {
-			release()
-		}
+		r.locks.cancel(ticket)
 		return Record{}, err
 	}
 	if release != nil {
 		r.transition(rec, Running, true)
 	}
-	r.start(k, rec, a, release)
+	r.start(k, rec, a, ticket, release)
 	return rec, nil
 }
 
@@ -342,7 +340,7 @@ func (r *Runner) Shutdown(ctx context.Context) {
 
 // launch runs a stored Job on its own goroutine once it holds its locks.
 func (r *Runner) launch(rec Record) {
-	r.start(r.kinds[rec.Kind], rec, r.register(rec), nil)
+	r.start(r.kinds[rec.Kind], rec, r.register(rec), r.locks.request(rec.Locks), nil)
 }
 
 // register makes rec a Job of this runner: stoppable, waited for, and
@@ -385,24 +383,24 @@ func (r *Runner) announce(rec Record) {
 	}
 }
 
-// start runs a registered Job on its own goroutine. With release set, the
-// Job holds its locks already and is stored RUNNING.
-func (r *Runner) start(k Kind, rec Record, a *active, release func()) {
+// start runs a registered Job on its own goroutine once ticket holds its
+// locks. With release set, it holds them already and is stored RUNNING.
+func (r *Runner) start(k Kind, rec Record, a *active, ticket *lockTicket, release func()) {
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
 		defer a.cancel(nil)
 		defer r.unregister(rec)
-		r.run(a.ctx, k, rec, release)
+		r.run(a.ctx, k, rec, ticket, release)
 	}()
 }
 
-func (r *Runner) run(ctx context.Context, k Kind, rec Record, release func()) {
+func (r *Runner) run(ctx context.Context, k Kind, rec Record, ticket *lockTicket, release func()) {
 	log := r.log.With("job", rec.ID, "kind", rec.Kind, "target", rec.Target)
 	cur := rec
 	if release == nil {
 		var err error
-		release, err = r.locks.acquire(ctx, rec.Locks)
+		release, err = r.locks.wait(ctx, ticket)
 		if err != nil {
 			r.ended(ctx, log, rec, nil, err)
 			return

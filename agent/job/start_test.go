@@ -68,50 +68,67 @@ func TestSubmitStoresRunningWhenTheJobCanStart(t *testing.T) {
 	}
 }
 
-func TestTryAcquireKeepsTheTurnOfWaitingJobs(t *testing.T) {
+// Tickets on a common key are granted in the order they were asked for,
+// whoever asks for fewer keys; tickets on other keys go ahead.
+func TestLocksGoInTheOrderAsked(t *testing.T) {
 	l := newLockTable()
-	first := l.tryAcquire([]string{"a", "b"})
-	if first == nil {
-		t.Fatal("free keys were refused")
+	first := l.request([]string{"b"})
+	if !first.held() {
+		t.Fatal("a free key was not granted")
 	}
-	if l.tryAcquire([]string{"b"}) != nil {
-		t.Fatal("a held key was granted")
+	wide := l.request([]string{"a", "b"}) // waits for b
+	narrow := l.request([]string{"a"})    // a is free, but wide asked first
+	other := l.request([]string{"c"})
+	dup := l.request([]string{"c", "c"})
+	if wide.held() || narrow.held() {
+		t.Fatal("a ticket overtook an earlier one on a common key")
 	}
-	got := make(chan func())
-	go func() {
-		release, _ := l.acquire(context.Background(), []string{"b", "c"})
-		got <- release
-	}()
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
-		l.mu.Lock()
-		waiting := l.waiting["c"]
-		l.mu.Unlock()
-		if waiting == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the waiter never waited")
-		}
+	if !other.held() || dup.held() {
+		t.Fatal("a ticket on an unrelated key was held back, or a held key granted twice")
 	}
-	if l.tryAcquire([]string{"c"}) != nil {
-		t.Fatal("a key a Job waits for was granted to a newcomer")
+	l.release(first)
+	if !wide.held() || narrow.held() {
+		t.Fatal("the earlier ticket did not get the released key first")
 	}
-	if release := l.tryAcquire([]string{"d"}); release == nil {
-		t.Fatal("a key nobody holds or waits for was refused")
-	} else {
-		release()
+	l.release(wide)
+	if !narrow.held() {
+		t.Fatal("the later ticket did not get the key once it was free")
 	}
-	first()
-	second := <-got
-	l.mu.Lock()
-	left := len(l.waiting)
-	l.mu.Unlock()
-	if left != 0 {
-		t.Fatalf("waiters left after the wait: %v", l.waiting)
+	l.release(narrow)
+	l.release(other)
+	if !dup.held() {
+		t.Fatal("a ticket with a repeated key was not granted")
 	}
-	second()
-	if release := l.tryAcquire([]string{"a", "b", "c"}); release == nil {
-		t.Fatal("released keys were refused")
+	l.release(dup)
+}
+
+// A ticket that gives up, waiting or holding, lets the later ones go.
+func TestCancelledTicketGivesWay(t *testing.T) {
+	l := newLockTable()
+	held := l.request([]string{"a"})
+	blocked := l.request([]string{"a", "b"})
+	behind := l.request([]string{"b"})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := l.wait(ctx, blocked); err == nil {
+		t.Fatal("wait returned no error for an ended context")
+	}
+	if !behind.held() {
+		t.Fatal("a withdrawn ticket still held back a later one")
+	}
+	l.cancel(held)
+	again := l.request([]string{"a"})
+	if !again.held() {
+		t.Fatal("a cancelled holder kept its key")
+	}
+	release, err := l.wait(context.Background(), again)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release()
+	l.release(behind)
+	if len(l.held) != 0 || len(l.queue) != 0 {
+		t.Fatalf("left held %v, queue %d", l.held, len(l.queue))
 	}
 }
 

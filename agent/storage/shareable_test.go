@@ -400,7 +400,9 @@ func TestExportOfAMachineSharingAVolume(t *testing.T) {
 	if exp["state"] != "SUCCESS" || st["state"] != "SUCCESS" {
 		t.Fatalf("export %v, start %v", exp, st)
 	}
-	if exp["timeOfStatusChange"].(string) > st["timeOfStatusChange"].(string) {
+	expEnd, _ := time.Parse(time.RFC3339Nano, exp["timeOfStatusChange"].(string))
+	stEnd, _ := time.Parse(time.RFC3339Nano, st["timeOfStatusChange"].(string))
+	if expEnd.IsZero() || stEnd.Before(expEnd) {
 		t.Fatalf("the sharing Machine started (%v) before the export ended (%v)", st["timeOfStatusChange"], exp["timeOfStatusChange"])
 	}
 	if _, err := os.Stat(dest); err != nil {

@@ -132,8 +132,10 @@ func (s *Service) sharingMachines(ids []string) ([]string, error) {
 }
 
 // checkSharers refuses, in tx, an export of ids unless every Machine that
-// shares one of their Volumes is STOPPED and, when locked is not nil, among
-// the Machines the export's Job locks.
+// shares one of their Volumes is STOPPED and among the Machines the
+// export's Job locks. It runs when the Job is submitted: from then on the
+// locks keep those Machines from starting (a start asked for meanwhile is
+// recorded, and waits).
 func (s *Service) checkSharers(tx *store.Tx, ids, locked []string) error {
 	for _, id := range ids {
 		d, err := s.compute.DescribeMachine(tx, id)
@@ -145,7 +147,7 @@ func (s *Service) checkSharers(tx *store.Tx, ids, locked []string) error {
 				if slices.Contains(ids, o) {
 					continue
 				}
-				if locked != nil && !slices.Contains(locked, o) {
+				if !slices.Contains(locked, o) {
 					return errdefs.Conflictf("Volume %s was attached to Machine %s meanwhile; try again", disk.VolumeID, o)
 				}
 				state, err := s.compute.MachineState(tx, o)
@@ -346,9 +348,6 @@ func (s *Service) describeExport(p exportParams) ([]*exportedMachine, *systemRec
 		}
 		systems, err := records.List[systemRecord](tx, kindSystems)
 		if err != nil {
-			return err
-		}
-		if err := s.checkSharers(tx, p.MachineIDs, nil); err != nil {
 			return err
 		}
 		for _, id := range p.MachineIDs {
