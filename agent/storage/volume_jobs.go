@@ -69,14 +69,6 @@ func (s *Service) runCreateVolume(ctx context.Context, x *job.Exec) error {
 			return err
 		}
 	}
-	err = update(s.db, kindVolumes, v.ID, "Volume", func(cur *volumeRecord) error {
-		cur.State = cimi.StateAvailable
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	x.Commit()
 	what := "empty"
 	switch {
 	case v.ImageID != "":
@@ -85,7 +77,13 @@ func (s *Service) runCreateVolume(ctx context.Context, x *job.Exec) error {
 		what = "formatted as " + v.Format
 	}
 	x.SetMessage(fmt.Sprintf("Volume created: %d KiB %s, %s", v.CapacityKiB, v.DiskFormat, what))
-	return nil
+	// The Volume turns AVAILABLE in the transaction that ends the Job.
+	return x.Succeed(func(tx *store.Tx) error {
+		return records.Edit(tx, kindVolumes, v.ID, "Volume", func(cur *volumeRecord) error {
+			cur.State = cimi.StateAvailable
+			return nil
+		})
+	})
 }
 
 func (s *Service) makeVolumeFile(ctx context.Context, x *job.Exec, v volumeRecord) error {
