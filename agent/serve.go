@@ -11,7 +11,6 @@ import (
 
 	"cimid/agent/api"
 	"cimid/agent/authn"
-	"cimid/agent/cimi"
 	"cimid/agent/job"
 	"cimid/agent/logctx"
 	"cimid/agent/metrics"
@@ -99,42 +98,8 @@ func (a *Agent) untilReady(next http.Handler) http.Handler {
 			msg = "cimid is stopping before it became ready"
 		}
 		w.Header().Set("Retry-After", "2")
-		writeUnavailable(w, r, msg)
+		_ = api.WriteError(w, r, http.StatusServiceUnavailable, msg)
 	})
-}
-
-// writeUnavailable answers 503 with the CIMI error document (a failed Job)
-// in the format the client asked for.
-func writeUnavailable(w http.ResponseWriter, r *http.Request, msg string) {
-	format, err := cimi.Negotiate(r.URL.Query().Get("$format"), r.Header.Get("Accept"))
-	if err != nil {
-		format = cimi.JSON
-	}
-	body := &cimi.Job{
-		Common:        cimi.Common{ResourceURI: cimi.TypeURI("Job")},
-		State:         cimi.JobFailed,
-		Action:        actionOf(r.Method),
-		ReturnCode:    http.StatusServiceUnavailable,
-		Progress:      100,
-		StatusMessage: msg,
-	}
-	w.Header().Set("Content-Type", format.ContentType())
-	w.Header().Set("CIMI-Specification-Version", cimi.SpecVersion)
-	w.WriteHeader(http.StatusServiceUnavailable)
-	_ = cimi.Encode(w, format, body)
-}
-
-// actionOf is the CIMI operation a request method stands for.
-func actionOf(method string) string {
-	switch method {
-	case http.MethodPost:
-		return cimi.RelAdd
-	case http.MethodPut:
-		return cimi.RelEdit
-	case http.MethodDelete:
-		return cimi.RelDelete
-	}
-	return ""
 }
 
 func (a *Agent) serveReadyz(w http.ResponseWriter, _ *http.Request) {

@@ -202,6 +202,15 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	} else {
 		s.log.Debug("request refused", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
 	}
+	if werr := WriteError(w, r, status, msg); werr != nil {
+		s.log.Error("write error response", "err", werr)
+	}
+}
+
+// WriteError answers with the CIMI error document, a failed Job saying
+// what was wrong, in the format the client asked for (JSON when it asked
+// for one this agent does not speak).
+func WriteError(w http.ResponseWriter, r *http.Request, status int, msg string) error {
 	format, nerr := cimi.Negotiate(r.URL.Query().Get("$format"), r.Header.Get("Accept"))
 	if nerr != nil {
 		format = cimi.JSON // a 406 still needs a readable body
@@ -219,9 +228,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	w.Header().Set("Content-Type", format.ContentType())
 	w.Header().Set("CIMI-Specification-Version", cimi.SpecVersion)
 	w.WriteHeader(status)
-	if err := cimi.Encode(w, format, body); err != nil {
-		s.log.Error("write error response", "err", err)
-	}
+	return cimi.Encode(w, format, body)
 }
 
 func actionOf(r *http.Request) string {

@@ -20,7 +20,7 @@ import (
 	"syscall"
 	"time"
 
-	"cimid/agent/cimi"
+	"cimid/agent/api"
 )
 
 // Identity is an authenticated caller.
@@ -251,7 +251,7 @@ func (a *Authenticator) refuse(w http.ResponseWriter, r *http.Request, ref *refu
 	if ref.status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="cimid"`)
 	}
-	writeError(w, r, ref.status, ref.public)
+	_ = api.WriteError(w, r, ref.status, ref.public)
 }
 
 func peerUID(r *http.Request) int {
@@ -259,26 +259,6 @@ func peerUID(r *http.Request) int {
 		return int(info.cred.Uid)
 	}
 	return -1
-}
-
-// writeError answers with the CIMI error document (a failed Job), in the
-// format the client asked for.
-func writeError(w http.ResponseWriter, r *http.Request, status int, msg string) {
-	format, err := cimi.Negotiate(r.URL.Query().Get("$format"), r.Header.Get("Accept"))
-	if err != nil {
-		format = cimi.JSON
-	}
-	body := &cimi.Job{
-		Common:        cimi.Common{ResourceURI: cimi.TypeURI("Job")},
-		State:         cimi.JobFailed,
-		ReturnCode:    status,
-		Progress:      100,
-		StatusMessage: msg,
-	}
-	w.Header().Set("Content-Type", format.ContentType())
-	w.Header().Set("CIMI-Specification-Version", cimi.SpecVersion)
-	w.WriteHeader(status)
-	_ = cimi.Encode(w, format, body)
 }
 
 func userName(uid int) string {
