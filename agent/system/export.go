@@ -107,36 +107,10 @@ func (s *Service) exportMachine(rq *api.Request) (api.Reply, error) {
 	return api.Reply{Status: http.StatusAccepted, JobID: j.ID, Location: path}, nil
 }
 
-// sharingMachines lists the Machines, other than ids, that have a
-// shareable Volume of one of ids attached. An export copies that Volume,
-// so its Job locks them and they must stay STOPPED until it ends.
-func (s *Service) sharingMachines(ids []string) ([]string, error) {
-	var out []string
-	err := s.db.View(func(tx *store.Tx) error {
-		for _, id := range ids {
-			d, err := s.compute.DescribeMachine(tx, id)
-			if err != nil {
-				return err
-			}
-			for _, disk := range d.Disks {
-				for _, o := range disk.SharedWith {
-					if !slices.Contains(ids, o) && !slices.Contains(out, o) {
-						out = append(out, o)
-					}
-				}
-			}
-		}
-		return nil
-	})
-	return out, err
-}
-
-// checkSharers refuses, in tx, an export of ids unless every Machine that
-// shares one of their Volumes is STOPPED and among the Machines the
-// export's Job locks. It runs when the Job is submitted: from then on the
-// locks keep those Machines from starting (a start asked for meanwhile is
-// recorded, and waits).
-func (s *Service) checkSharers(tx *store.Tx, ids, locked []string) error {
+// eachSharer calls fn, in tx, for every Machine other than ids that has a
+// shareable Volume of one of ids attached, with the exported Machine and
+// the Volume they share.
+func (s *Service) eachSharer(tx *store.Tx, ids []string, fn func(id, volumeID, other string) error) error {
 	for _, id := range ids {
 		d, err := s.compute.DescribeMachine(tx, id)
 		if err != nil {
@@ -147,20 +121,50 @@ func (s *Service) checkSharers(tx *store.Tx, ids, locked []string) error {
 				if slices.Contains(ids, o) {
 					continue
 				}
-				if !slices.Contains(locked, o) {
-					return errdefs.Conflictf("Volume %s was attached to Machine %s meanwhile; try again", disk.VolumeID, o)
-				}
-				state, err := s.compute.MachineState(tx, o)
-				if err != nil {
+				if err := fn(id, disk.VolumeID, o); err != nil {
 					return err
-				}
-				if state != cimi.StateStopped {
-					return errdefs.Conflictf("Volume %s of Machine %s is shared with Machine %s, which is %s; stop it first (an export copies the Volume, which it writes)", disk.VolumeID, id, o, state)
 				}
 			}
 		}
 	}
 	return nil
+}
+
+// sharingMachines lists the Machines, other than ids, that have a
+// shareable Volume of one of ids attached. An export copies that Volume,
+// so its Job locks them and they must stay STOPPED until it ends.
+func (s *Service) sharingMachines(ids []string) ([]string, error) {
+	var out []string
+	err := s.db.View(func(tx *store.Tx) error {
+		return s.eachSharer(tx, ids, func(_, _, other string) error {
+			if !slices.Contains(out, other) {
+				out = append(out, other)
+			}
+			return nil
+		})
+	})
+	return out, err
+}
+
+// checkSharers refuses, in tx, an export of ids unless every Machine that
+// shares one of their Volumes is STOPPED and among the Machines the
+// export's Job locks. It runs when the Job is submitted: from then on the
+// locks keep those Machines from starting (a start asked for meanwhile is
+// recorded, and waits).
+func (s *Service) checkSharers(tx *store.Tx, ids, locked []string) error {
+	return s.eachSharer(tx, ids, func(id, volumeID, other string) error {
+		if !slices.Contains(locked, other) {
+			return errdefs.Conflictf("Volume %s was attached to Machine %s meanwhile; try again", volumeID, other)
+		}
+		state, err := s.compute.MachineState(tx, other)
+		if err != nil {
+			return err
+		}
+		if state != cimi.StateStopped {
+			return errdefs.Conflictf("Volume %s of Machine %s is shared with Machine %s, which is %s; stop it first (an export copies the Volume, which it writes)", volumeID, id, other, state)
+		}
+		return nil
+	})
 }
 
 func (s *Service) exportSystem(rq *api.Request) (api.Reply, error) {
