@@ -127,7 +127,7 @@ func New(ctx context.Context, cfg Config, drv hypervisor.Driver, log *slog.Logge
 		return nil, err
 	}
 	a.events = events.New(db, a.log, 0)
-	a.jobs = job.NewRunner(db, a.log, job.Options{OnEnd: a.jobEnded})
+	a.jobs = job.NewRunner(db, a.log, job.Options{OnEnd: a.jobEnded, EndTx: a.stageJobEvent})
 	a.jobs.SetOutagePolicy(hypervisorOutage(drv))
 	a.storage = storage.New(storage.Config{Instance: instance, StateDir: cfg.StateDir}, db, a.jobs, drv, a.log)
 	a.compute = compute.New(compute.Config{Instance: instance, StateDir: cfg.StateDir, DomainType: cfg.DomainType, Events: a.events,
@@ -341,7 +341,14 @@ func newInstanceID() string {
 
 // recordJobEnd puts every Job outcome into the EventLog of the resource it
 // acted on.
-func (a *Agent) recordJobEnd(rec job.Record) {
+// stageJobEvent writes, in the transaction that stores a Job's end, the
+// event that tells of it; subscribers get it once that has committed.
+func (a *Agent) stageJobEvent(tx *store.Tx, rec job.Record) (func(), error) {
+	return a.events.Stage(tx, jobEvent(rec))
+}
+
+// jobEvent is the event that tells of a Job's end.
+func jobEvent(rec job.Record) events.Event {
 	resource := rec.Target
 	for _, p := range rec.Affected {
 		if strings.HasPrefix(p, rec.Target+"/") {
@@ -366,7 +373,7 @@ func (a *Agent) recordJobEnd(rec job.Record) {
 	default:
 		e.Outcome, e.Severity = "Failure", events.SeverityMedium
 	}
-	a.events.Record(e)
+	return e
 }
 
 // machineExists tells the meters whether a Machine is known.

@@ -203,8 +203,8 @@ func (a *Agent) machineOfDomain(domain string) (string, bool) {
 	return id, ok && id != ""
 }
 
-// jobEnded is the Job runner's end hook: the EventLog and the metrics.
+// jobEnded is the Job runner's end hook: the Job metrics. (The Job's event
+// is stored with its end, by stageJobEvent.)
 func (a *Agent) jobEnded(rec job.Record) {
-	a.recordJobEnd(rec)
 	a.jobMetrics.Ended(rec.Kind, rec.State, rec.TimeOfStatusChange.Sub(rec.Created))
 }

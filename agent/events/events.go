@@ -80,6 +80,34 @@ func (l *Log) Retention() time.Duration { return l.retain }
 // Record stores e and hands it to live subscribers. Recording never fails
 // the caller: an event that cannot be stored is logged.
 func (l *Log) Record(e Event) {
+	e = l.stamp(e)
+	b, err := json.Marshal(e)
+	if err == nil {
+		err = l.db.Update(func(tx *store.Tx) error { return tx.Put(Bucket, e.ID, b) })
+	}
+	if err != nil {
+		l.log.Error("record event", "resource", e.Resource, "err", err)
+	}
+	l.publish(e)
+}
+
+// Stage writes e in tx, so that it is stored together with the change it
+// tells of, and returns the function that hands it to live subscribers,
+// for the caller to run once tx has committed.
+func (l *Log) Stage(tx *store.Tx, e Event) (publish func(), err error) {
+	e = l.stamp(e)
+	b, err := json.Marshal(e)
+	if err != nil {
+		return nil, fmt.Errorf("encode event: %w", err)
+	}
+	if err := tx.Put(Bucket, e.ID, b); err != nil {
+		return nil, fmt.Errorf("store event: %w", err)
+	}
+	return func() { l.publish(e) }, nil
+}
+
+// stamp gives e its id, time and default severity.
+func (l *Log) stamp(e Event) Event {
 	l.mu.Lock()
 	l.seq++
 	seq := l.seq
@@ -92,14 +120,13 @@ func (l *Log) Record(e Event) {
 		e.Severity = SeverityLow
 	}
 	e.ID = fmt.Sprintf("%019d-%06d", e.Time.UnixNano(), seq%1000000)
-	b, err := json.Marshal(e)
-	if err == nil {
-		err = l.db.Update(func(tx *store.Tx) error { return tx.Put(Bucket, e.ID, b) })
-	}
-	if err != nil {
-		l.log.Error("record event", "resource", e.Resource, "err", err)
-	}
+	return e
+}
+
+// publish hands e to the live subscribers whose filter it matches.
+func (l *Log) publish(e Event) {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	for ch, prefix := range l.subs {
 		if prefix != "" && !strings.HasPrefix(e.Resource, prefix) {
 			continue
@@ -109,7 +136,6 @@ func (l *Log) Record(e Event) {
 		default: // a slow subscriber misses events rather than stalling the agent
 		}
 	}
-	l.mu.Unlock()
 }
 
 // Subscribe returns a channel of new events for resources whose path starts

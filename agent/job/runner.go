@@ -21,6 +21,7 @@ type Runner struct {
 	kinds  map[string]Kind
 	locks  *lockTable
 	onEnd  func(Record)
+	endTx  func(tx *store.Tx, rec Record) (after func(), err error)
 	hook   func(rec Record, state string, stored bool)
 	now    func() time.Time
 	retain time.Duration
@@ -63,6 +64,10 @@ type Options struct {
 	Now func() time.Time
 	// OnEnd, when set, is told about every Job that ended.
 	OnEnd func(Record)
+	// EndTx, when set, writes what is recorded with a Job's end (its
+	// event) in the transaction that stores the end; the function it
+	// returns runs once that transaction has committed.
+	EndTx func(tx *store.Tx, rec Record) (after func(), err error)
 }
 
 // NewRunner makes a Runner; register kinds, then call Start.
@@ -76,7 +81,7 @@ func NewRunner(db *store.DB, log *slog.Logger, opts Options) *Runner {
 	base, stop := context.WithCancelCause(context.Background())
 	return &Runner{
 		db: db, log: log, kinds: map[string]Kind{}, locks: newLockTable(),
-		now: opts.Now, retain: opts.Retention, onEnd: opts.OnEnd, running: map[string]*active{}, pending: map[string]int{},
+		now: opts.Now, retain: opts.Retention, onEnd: opts.OnEnd, endTx: opts.EndTx, running: map[string]*active{}, pending: map[string]int{},
 		base: base, stopAll: stop, progressIv: 250 * time.Millisecond,
 	}
 }
@@ -532,6 +537,7 @@ func (r *Runner) finish(id, state string, code int, msg string, x *Exec, apply f
 func (r *Runner) storeEnd(id, state string, code int, msg string, x *Exec, apply func(tx *store.Tx) error) (Record, error) {
 	r.transition(Record{ID: id}, state, false)
 	var out Record
+	var after func()
 	err := r.db.Update(func(tx *store.Tx) error {
 		if apply != nil {
 			if err := apply(tx); err != nil {
@@ -555,6 +561,9 @@ func (r *Runner) storeEnd(id, state string, code int, msg string, x *Exec, apply
 		rec.ReturnCode = code
 		rec.Progress = 100
 		out = rec
+		if after, err = r.stageEnd(tx, rec); err != nil {
+			return err
+		}
 		return putRecord(tx, rec)
 	})
 	if err != nil {
@@ -562,6 +571,7 @@ func (r *Runner) storeEnd(id, state string, code int, msg string, x *Exec, apply
 	}
 	r.transition(out, state, true)
 	if err == nil {
+		after()
 		r.announce(out)
 	}
 	return out, err
@@ -668,16 +678,40 @@ func (r *Runner) Done(rec Record, apply func(tx *store.Tx) error) (Record, error
 	if len(rec.Affected) == 0 && rec.Target != "" {
 		rec.Affected = []string{rec.Target}
 	}
+	var after func()
 	err := r.db.Update(func(tx *store.Tx) error {
 		if apply != nil {
 			if err := apply(tx); err != nil {
 				return err
 			}
 		}
+		var err error
+		if after, err = r.stageEnd(tx, rec); err != nil {
+			return err
+		}
 		return putRecord(tx, rec)
 	})
-	if err == nil && r.onEnd != nil {
-		r.onEnd(rec)
+	if err == nil {
+		after()
+		if r.onEnd != nil {
+			r.onEnd(rec)
+		}
 	}
 	return rec, err
+}
+
+// stageEnd writes, in tx, what EndTx records with the end of rec, and
+// returns what is to run once tx has committed.
+func (r *Runner) stageEnd(tx *store.Tx, rec Record) (func(), error) {
+	if r.endTx == nil {
+		return func() {}, nil
+	}
+	after, err := r.endTx(tx, rec)
+	if err != nil {
+		return nil, err
+	}
+	if after == nil {
+		after = func() {}
+	}
+	return after, nil
 }
