@@ -288,9 +288,12 @@ func (c *Client) prefixOf(ctx context.Context, typeURI string) (string, error) {
 	return c.Prefix(ctx)
 }
 
-// WaitJob polls the Job at href every interval until it reaches a final
-// state or ctx ends, handing each reading to observe. It returns the last
-// reading, also when ctx ends first.
+// WaitJob follows the Job at href until it reaches a final state or ctx
+// ends, handing each reading to observe, and returns the last reading,
+// also when ctx ends first. Each GET asks the agent to hold the answer
+// until the Job ends, for a second at most (Prefer: wait, RFC 7240), so
+// an ending Job is seen at once and progress still shows; an agent that
+// does not honour the preference is polled every interval.
 func (c *Client) WaitJob(ctx context.Context, href string, interval time.Duration, observe func(*Job)) (*Job, error) {
 	t := time.NewTimer(0)
 	defer t.Stop()
@@ -301,7 +304,7 @@ func (c *Client) WaitJob(ctx context.Context, href string, interval time.Duratio
 			return last, ctx.Err()
 		case <-t.C:
 		}
-		job, err := c.Job(ctx, href)
+		job, held, err := c.heldJob(ctx, href)
 		if err != nil {
 			return last, fmt.Errorf("polling job %s: %w", href, err)
 		}
@@ -310,6 +313,24 @@ func (c *Client) WaitJob(ctx context.Context, href string, interval time.Duratio
 		if job.Done() {
 			return job, nil
 		}
-		t.Reset(interval)
+		if held {
+			t.Reset(0)
+		} else {
+			t.Reset(interval)
+		}
 	}
+}
+
+// heldJob reads the Job at href, asking the agent to answer once it has
+// ended or a second has passed; held tells whether the agent did so.
+func (c *Client) heldJob(ctx context.Context, href string) (job *Job, held bool, err error) {
+	resp, err := c.doWith(ctx, http.MethodGet, href, MediaJSON, nil, http.Header{"Prefer": {"wait=1"}})
+	if err != nil {
+		return nil, false, err
+	}
+	var j Job
+	if err := json.Unmarshal(resp.Body, &j); err != nil {
+		return nil, false, fmt.Errorf("decoding %s: %w", href, err)
+	}
+	return &j, strings.HasPrefix(resp.Header.Get("Preference-Applied"), "wait="), nil
 }

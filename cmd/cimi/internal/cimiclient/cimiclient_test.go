@@ -1,9 +1,15 @@
 package cimiclient
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func TestCollectionMembers(t *testing.T) {
@@ -146,5 +152,37 @@ func TestPrefixOf(t *testing.T) {
 		if got := PrefixOf(in); got != want {
 			t.Errorf("PrefixOf(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// WaitJob asks the agent to hold each reading until the Job ends; when the
+// agent does, the next reading follows at once rather than after the
+// polling interval.
+func TestWaitJobUsesPreferWait(t *testing.T) {
+	var gets atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := gets.Add(1)
+		if r.Header.Get("Prefer") != "wait=1" {
+			t.Errorf("GET %d asked Prefer %q", n, r.Header.Get("Prefer"))
+		}
+		state := "RUNNING"
+		if n == 3 {
+			state = "SUCCESS"
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Preference-Applied", "wait=1")
+		fmt.Fprintf(w, `{"resourceURI":"http://schemas.dmtf.org/cimi/1/Job","id":"%s/cimi/jobs/1","state":%q,"progress":%d}`, "http://"+r.Host, state, 40*n)
+	}))
+	defer srv.Close()
+	c, err := New(Config{URL: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var seen []int
+	j, err := c.WaitJob(ctx, srv.URL+"/cimi/jobs/1", time.Hour, func(j *Job) { seen = append(seen, j.Progress) })
+	if err != nil || j.State != "SUCCESS" || len(seen) != 3 {
+		t.Fatalf("job %+v after readings %v: %v", j, seen, err)
 	}
 }

@@ -160,6 +160,11 @@ type Response struct {
 // be on the same origin as the entry point. body, if not nil, is sent as JSON. Any status of 400 or
 // above is returned as an *APIError.
 func (c *Client) do(ctx context.Context, method, href, accept string, body any) (*Response, error) {
+	return c.doWith(ctx, method, href, accept, body, nil)
+}
+
+// doWith is do with extra request headers.
+func (c *Client) doWith(ctx context.Context, method, href, accept string, body any, extra http.Header) (*Response, error) {
 	href, err := c.Resolve(ctx, href)
 	if err != nil {
 		return nil, err
@@ -171,6 +176,9 @@ func (c *Client) do(ctx context.Context, method, href, accept string, body any) 
 	req, err := c.newRequest(ctx, method, u, accept, body)
 	if err != nil {
 		return nil, err
+	}
+	for k, v := range extra {
+		req.Header[k] = v
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
