@@ -225,7 +225,8 @@ func (d *daemon) waitJob(jobURI string, timeout time.Duration) map[string]any {
 	d.t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		r := d.get(jobURI)
+		// The agent holds the answer until the Job ends (Prefer: wait).
+		r := d.get(jobURI, "Prefer", "wait=5")
 		if r.Status != 200 {
 			d.t.Fatalf("GET %s: %d %s", jobURI, r.Status, r.Body)
 		}
@@ -237,7 +238,9 @@ func (d *daemon) waitJob(jobURI string, timeout time.Duration) map[string]any {
 		if time.Now().After(deadline) {
 			d.t.Fatalf("job %s still %v after %v: %v", jobURI, j["state"], timeout, j)
 		}
-		time.Sleep(100 * time.Millisecond)
+		if r.Header.Get("Preference-Applied") == "" {
+			time.Sleep(100 * time.Millisecond)
+		}
 	}
 }
 
