@@ -92,6 +92,21 @@ func (s *Service) stateEvent(m machineRecord, state, message, origin string) {
 	if s.cfg.Events == nil {
 		return
 	}
+	s.cfg.Events.Record(stateEventOf(m, state, message, origin))
+}
+
+// stageStateEvent writes, in tx, the event of Machine m moving to state,
+// to be stored with the change itself; the function it returns hands the
+// event to live subscribers once tx has committed.
+func (s *Service) stageStateEvent(tx *store.Tx, m machineRecord, state, message, origin string) (func(), error) {
+	if s.cfg.Events == nil {
+		return func() {}, nil
+	}
+	return s.cfg.Events.Stage(tx, stateEventOf(m, state, message, origin))
+}
+
+// stateEventOf is the event that Machine m, as it was, moved to state.
+func stateEventOf(m machineRecord, state, message, origin string) events.Event {
 	severity, detail := events.SeverityLow, message
 	if origin == originOutside {
 		severity = events.SeverityMedium
@@ -102,9 +117,9 @@ func (s *Service) stateEvent(m machineRecord, state, message, origin string) {
 	if state == cimi.StateError {
 		severity = events.SeverityHigh
 	}
-	s.cfg.Events.Record(events.Event{Resource: machinePath(m.ID), ResName: m.Name, ResType: "Machine",
+	return events.Event{Resource: machinePath(m.ID), ResName: m.Name, ResType: "Machine",
 		Type: events.TypeState, State: state, Previous: m.State, Detail: detail, Severity: severity,
-		Outcome: "Status", Origin: origin})
+		Outcome: "Status", Origin: origin}
 }
 
 func (s *Service) markError(id, message string) {

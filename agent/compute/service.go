@@ -41,6 +41,9 @@ type Config struct {
 // EventRecorder keeps the event history of resources.
 type EventRecorder interface {
 	Record(events.Event)
+	// Stage writes the event in tx, with the change it tells of; the
+	// function it returns publishes it once tx has committed.
+	Stage(tx *store.Tx, e events.Event) (publish func(), err error)
 }
 
 // Service serves and runs the Machine family.

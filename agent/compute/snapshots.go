@@ -384,16 +384,16 @@ func (s *Service) runCapture(ctx context.Context, x *job.Exec) error {
 
 // endImageJob ends a capture or snapshot Job in one transaction with its
 // last changes: apply's, and the Machine leaving CAPTURING for the state
-// st shows. The change of state then goes to the Machine's EventLog.
+// st shows, with the event of that change.
 func (s *Service) endImageJob(x *job.Exec, machineID string, st hypervisor.DomainStatus, apply func(tx *store.Tx, m *machineRecord) error) error {
 	state, msg, observed := observedState(st, "")
-	var before machineRecord
+	publish := func() {}
 	err := x.Succeed(func(tx *store.Tx) error {
 		m, err := records.Get[machineRecord](tx, kindMachines, machineID, "Machine")
 		if err != nil {
 			return err
 		}
-		before = m
+		before := m
 		if err := apply(tx, &m); err != nil {
 			return err
 		}
@@ -402,15 +402,18 @@ func (s *Service) endImageJob(x *job.Exec, machineID string, st hypervisor.Domai
 			if msg != "" {
 				m.StatusMessage = msg
 			}
+			if before.State != state {
+				if publish, err = s.stageStateEvent(tx, before, state, msg, originAPI); err != nil {
+					return err
+				}
+			}
 		}
 		return records.Put(tx, kindMachines, machineID, m)
 	})
 	if err != nil {
 		return err
 	}
-	if observed && before.State != state {
-		s.stateEvent(before, state, msg, originAPI)
-	}
+	publish()
 	return nil
 }
 
