@@ -210,12 +210,57 @@ func Decode(body []byte, f Format, v any) error {
 	dec := xml.NewDecoder(bytes.NewReader(body))
 	dec.Strict = true
 	if err := dec.Decode(v); err != nil {
-		return &SyntaxError{Msg: "malformed XML body: " + err.Error()}
+		return &SyntaxError{Msg: "malformed XML body: " + xmlErrorText(body, err)}
 	}
 	if name := firstExtra(reflect.ValueOf(v)); name != "" {
 		return &SyntaxError{Msg: fmt.Sprintf("unknown attribute %q", name)}
 	}
 	return checkXMLShape(body, reflect.TypeOf(v))
+}
+
+// xmlErrorText says what was wrong in an XML body. encoding/xml reports a
+// value of the wrong type by the strconv error alone; the element holding
+// that value is then looked up, so that the message names it as the JSON
+// decoder's does.
+func xmlErrorText(body []byte, err error) string {
+	var numErr *strconv.NumError
+	if !errors.As(err, &numErr) {
+		return err.Error()
+	}
+	kind := map[string]string{"ParseBool": "a boolean (true or false)", "ParseInt": "an integer",
+		"ParseUint": "a non-negative integer", "ParseFloat": "a number"}[numErr.Func]
+	if kind == "" {
+		return err.Error()
+	}
+	if path := xmlElementWithText(body, numErr.Num); path != "" {
+		return fmt.Sprintf("%s must be %s, not %q", path, kind, numErr.Num)
+	}
+	return fmt.Sprintf("%q is not %s", numErr.Num, kind)
+}
+
+// xmlElementWithText returns the path (below the root, dot-separated) of
+// the first element whose trimmed text is text, or "".
+func xmlElementWithText(body []byte, text string) string {
+	dec := xml.NewDecoder(bytes.NewReader(body))
+	var path []string
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return ""
+		}
+		switch tok := tok.(type) {
+		case xml.StartElement:
+			path = append(path, tok.Name.Local)
+		case xml.EndElement:
+			if len(path) > 0 {
+				path = path[:len(path)-1]
+			}
+		case xml.CharData:
+			if len(path) > 1 && strings.TrimSpace(string(tok)) == text {
+				return strings.Join(path[1:], ".")
+			}
+		}
+	}
 }
 
 func jsonErrorText(err error) string {

@@ -124,6 +124,7 @@ func TestDecodeRejectsUnknownAndMalformed(t *testing.T) {
 		{JSON, `{"action":`, "malformed JSON"},
 		{XML, `<Action><action>x</Action>`, "malformed XML"},
 		{JSON, `{"action":"x","force":"yes"}`, "force must be a boolean"},
+		{XML, `<Action><action>x</action><force> yes </force></Action>`, `force must be a boolean (true or false), not "yes"`},
 		{XML, `<Machine><action>x</action></Machine>`, "root element <Machine>"},
 		{JSON, `{"resourceURI":"http://schemas.dmtf.org/cimi/1/Machine","action":"x"}`, "not accepted here"},
 		{JSON, ``, "empty"},
