@@ -189,6 +189,16 @@ type Common struct {
 	Properties  Properties `json:"properties,omitempty" xml:"property,omitempty"`
 }
 
+// InputCommon holds the common attributes a request may carry for the
+// resource it creates or describes by value; the agent sets the rest.
+type InputCommon struct {
+	ResourceURI string     `json:"resourceURI,omitempty" xml:"-"`
+	ID          string     `json:"id,omitempty" xml:"id,omitempty"`
+	Name        string     `json:"name,omitempty" xml:"name,omitempty"`
+	Description string     `json:"description,omitempty" xml:"description,omitempty"`
+	Properties  Properties `json:"properties,omitempty" xml:"property,omitempty"`
+}
+
 // TimePtr returns a pointer to t in UTC, or nil for the zero time.
 func TimePtr(t time.Time) *time.Time {
 	if t.IsZero() {

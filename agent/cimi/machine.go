@@ -106,18 +106,14 @@ type MachineTemplate struct {
 // MachineConfigInput is a MachineConfiguration given by reference (Href) or
 // by value (the other fields).
 type MachineConfigInput struct {
-	Href        string       `json:"href,omitempty" xml:"href,attr,omitempty"`
-	ResourceURI string       `json:"resourceURI,omitempty" xml:"-"`
-	ID          string       `json:"id,omitempty" xml:"id,omitempty"`
-	Name        string       `json:"name,omitempty" xml:"name,omitempty"`
-	Description string       `json:"description,omitempty" xml:"description,omitempty"`
-	Properties  Properties   `json:"properties,omitempty" xml:"property,omitempty"`
-	CPU         int          `json:"cpu,omitempty" xml:"cpu,omitempty"`
-	Memory      int64        `json:"memory,omitempty" xml:"memory,omitempty"`
-	Disks       []DiskConfig `json:"disks,omitempty" xml:"disk,omitempty"`
-	CPUArch     string       `json:"cpuArch,omitempty" xml:"cpuArch,omitempty"`
-	CPUSpeed    int          `json:"cpuSpeed,omitempty" xml:"cpuSpeed,omitempty"`
-	Extra       Extra        `json:"-" xml:",any"`
+	Href string `json:"href,omitempty" xml:"href,attr,omitempty"`
+	InputCommon
+	CPU      int          `json:"cpu,omitempty" xml:"cpu,omitempty"`
+	Memory   int64        `json:"memory,omitempty" xml:"memory,omitempty"`
+	Disks    []DiskConfig `json:"disks,omitempty" xml:"disk,omitempty"`
+	CPUArch  string       `json:"cpuArch,omitempty" xml:"cpuArch,omitempty"`
+	CPUSpeed int          `json:"cpuSpeed,omitempty" xml:"cpuSpeed,omitempty"`
+	Extra    Extra        `json:"-" xml:",any"`
 }
 
 // MachineImageInput is a MachineImage given by reference.
@@ -130,12 +126,8 @@ type MachineImageInput struct {
 // MachineTemplateInput is a MachineTemplate given by reference (Href, with
 // optional overrides) or by value.
 type MachineTemplateInput struct {
-	Href          string              `json:"href,omitempty" xml:"href,attr,omitempty"`
-	ResourceURI   string              `json:"resourceURI,omitempty" xml:"-"`
-	ID            string              `json:"id,omitempty" xml:"id,omitempty"`
-	Name          string              `json:"name,omitempty" xml:"name,omitempty"`
-	Description   string              `json:"description,omitempty" xml:"description,omitempty"`
-	Properties    Properties          `json:"properties,omitempty" xml:"property,omitempty"`
+	Href string `json:"href,omitempty" xml:"href,attr,omitempty"`
+	InputCommon
 	MachineConfig *MachineConfigInput `json:"machineConfig,omitempty" xml:"machineConfig,omitempty"`
 	MachineImage  *MachineImageInput  `json:"machineImage,omitempty" xml:"machineImage,omitempty"`
 	InitialState  string              `json:"initialState,omitempty" xml:"initialState,omitempty"`
@@ -162,12 +154,8 @@ type MachineCreate struct {
 // MachineTemplateCreate is the body of a MachineTemplate create; a bare
 // MachineTemplate document is accepted too.
 type MachineTemplateCreate struct {
-	XMLName         xml.Name              `json:"-"`
-	ResourceURI     string                `json:"resourceURI,omitempty" xml:"-"`
-	ID              string                `json:"id,omitempty" xml:"id,omitempty"`
-	Name            string                `json:"name,omitempty" xml:"name,omitempty"`
-	Description     string                `json:"description,omitempty" xml:"description,omitempty"`
-	Properties      Properties            `json:"properties,omitempty" xml:"property,omitempty"`
+	XMLName xml.Name `json:"-"`
+	InputCommon
 	MachineTemplate *MachineTemplateInput `json:"machineTemplate,omitempty" xml:"machineTemplate,omitempty"`
 	// Fields of a bare MachineTemplate body.
 	MachineConfig *MachineConfigInput `json:"machineConfig,omitempty" xml:"machineConfig,omitempty"`
@@ -183,31 +171,23 @@ type MachineTemplateCreate struct {
 // MachineConfigurationCreate is the body of a MachineConfiguration create; a
 // bare MachineConfiguration document is accepted too.
 type MachineConfigurationCreate struct {
-	XMLName     xml.Name     `json:"-"`
-	ResourceURI string       `json:"resourceURI,omitempty" xml:"-"`
-	ID          string       `json:"id,omitempty" xml:"id,omitempty"`
-	Name        string       `json:"name,omitempty" xml:"name,omitempty"`
-	Description string       `json:"description,omitempty" xml:"description,omitempty"`
-	Properties  Properties   `json:"properties,omitempty" xml:"property,omitempty"`
-	CPU         int          `json:"cpu" xml:"cpu"`
-	Memory      int64        `json:"memory" xml:"memory"`
-	Disks       []DiskConfig `json:"disks,omitempty" xml:"disk,omitempty"`
-	CPUArch     string       `json:"cpuArch,omitempty" xml:"cpuArch,omitempty"`
-	CPUSpeed    int          `json:"cpuSpeed,omitempty" xml:"cpuSpeed,omitempty"`
-	Extra       Extra        `json:"-" xml:",any"`
+	XMLName xml.Name `json:"-"`
+	InputCommon
+	CPU      int          `json:"cpu" xml:"cpu"`
+	Memory   int64        `json:"memory" xml:"memory"`
+	Disks    []DiskConfig `json:"disks,omitempty" xml:"disk,omitempty"`
+	CPUArch  string       `json:"cpuArch,omitempty" xml:"cpuArch,omitempty"`
+	CPUSpeed int          `json:"cpuSpeed,omitempty" xml:"cpuSpeed,omitempty"`
+	Extra    Extra        `json:"-" xml:",any"`
 }
 
 // MachineImageCreate is the body of a MachineImage create; a bare
 // MachineImage document is accepted too.
 type MachineImageCreate struct {
-	XMLName       xml.Name   `json:"-"`
-	ResourceURI   string     `json:"resourceURI,omitempty" xml:"-"`
-	ID            string     `json:"id,omitempty" xml:"id,omitempty"`
-	Name          string     `json:"name,omitempty" xml:"name,omitempty"`
-	Description   string     `json:"description,omitempty" xml:"description,omitempty"`
-	Properties    Properties `json:"properties,omitempty" xml:"property,omitempty"`
-	Type          string     `json:"type,omitempty" xml:"type,omitempty"`
-	ImageLocation string     `json:"imageLocation" xml:"imageLocation"`
-	RelatedImage  *Ref       `json:"relatedImage,omitempty" xml:"relatedImage,omitempty"`
-	Extra         Extra      `json:"-" xml:",any"`
+	XMLName xml.Name `json:"-"`
+	InputCommon
+	Type          string `json:"type,omitempty" xml:"type,omitempty"`
+	ImageLocation string `json:"imageLocation" xml:"imageLocation"`
+	RelatedImage  *Ref   `json:"relatedImage,omitempty" xml:"relatedImage,omitempty"`
+	Extra         Extra  `json:"-" xml:",any"`
 }

@@ -50,37 +50,29 @@ type NetworkConfiguration struct {
 // NetworkConfigInput is a NetworkConfiguration given by reference (Href)
 // or by value.
 type NetworkConfigInput struct {
-	Href           string     `json:"href,omitempty" xml:"href,attr,omitempty"`
-	ResourceURI    string     `json:"resourceURI,omitempty" xml:"-"`
-	ID             string     `json:"id,omitempty" xml:"id,omitempty"`
-	Name           string     `json:"name,omitempty" xml:"name,omitempty"`
-	Description    string     `json:"description,omitempty" xml:"description,omitempty"`
-	Properties     Properties `json:"properties,omitempty" xml:"property,omitempty"`
-	NetworkType    string     `json:"networkType,omitempty" xml:"networkType,omitempty"`
-	MTU            int        `json:"mtu,omitempty" xml:"mtu,omitempty"`
-	ClassOfService string     `json:"classOfService,omitempty" xml:"classOfService,omitempty"`
-	ForwardMode    string     `json:"forwardMode,omitempty" xml:"forwardMode,omitempty"`
-	Subnet         string     `json:"subnet,omitempty" xml:"subnet,omitempty"`
-	DHCPRange      string     `json:"dhcpRange,omitempty" xml:"dhcpRange,omitempty"`
-	Extra          Extra      `json:"-" xml:",any"`
+	Href string `json:"href,omitempty" xml:"href,attr,omitempty"`
+	InputCommon
+	NetworkType    string `json:"networkType,omitempty" xml:"networkType,omitempty"`
+	MTU            int    `json:"mtu,omitempty" xml:"mtu,omitempty"`
+	ClassOfService string `json:"classOfService,omitempty" xml:"classOfService,omitempty"`
+	ForwardMode    string `json:"forwardMode,omitempty" xml:"forwardMode,omitempty"`
+	Subnet         string `json:"subnet,omitempty" xml:"subnet,omitempty"`
+	DHCPRange      string `json:"dhcpRange,omitempty" xml:"dhcpRange,omitempty"`
+	Extra          Extra  `json:"-" xml:",any"`
 }
 
 // NetworkConfigurationCreate is the body of a NetworkConfiguration create;
 // a bare NetworkConfiguration document is accepted too.
 type NetworkConfigurationCreate struct {
-	XMLName        xml.Name   `json:"-"`
-	ResourceURI    string     `json:"resourceURI,omitempty" xml:"-"`
-	ID             string     `json:"id,omitempty" xml:"id,omitempty"`
-	Name           string     `json:"name,omitempty" xml:"name,omitempty"`
-	Description    string     `json:"description,omitempty" xml:"description,omitempty"`
-	Properties     Properties `json:"properties,omitempty" xml:"property,omitempty"`
-	NetworkType    string     `json:"networkType,omitempty" xml:"networkType,omitempty"`
-	MTU            int        `json:"mtu,omitempty" xml:"mtu,omitempty"`
-	ClassOfService string     `json:"classOfService,omitempty" xml:"classOfService,omitempty"`
-	ForwardMode    string     `json:"forwardMode,omitempty" xml:"forwardMode,omitempty"`
-	Subnet         string     `json:"subnet,omitempty" xml:"subnet,omitempty"`
-	DHCPRange      string     `json:"dhcpRange,omitempty" xml:"dhcpRange,omitempty"`
-	Extra          Extra      `json:"-" xml:",any"`
+	XMLName xml.Name `json:"-"`
+	InputCommon
+	NetworkType    string `json:"networkType,omitempty" xml:"networkType,omitempty"`
+	MTU            int    `json:"mtu,omitempty" xml:"mtu,omitempty"`
+	ClassOfService string `json:"classOfService,omitempty" xml:"classOfService,omitempty"`
+	ForwardMode    string `json:"forwardMode,omitempty" xml:"forwardMode,omitempty"`
+	Subnet         string `json:"subnet,omitempty" xml:"subnet,omitempty"`
+	DHCPRange      string `json:"dhcpRange,omitempty" xml:"dhcpRange,omitempty"`
+	Extra          Extra  `json:"-" xml:",any"`
 }
 
 // NetworkTemplate is a recipe for Networks.
@@ -96,12 +88,8 @@ type NetworkTemplate struct {
 // NetworkTemplateInput is a NetworkTemplate given by reference (Href) or
 // by value.
 type NetworkTemplateInput struct {
-	Href            string              `json:"href,omitempty" xml:"href,attr,omitempty"`
-	ResourceURI     string              `json:"resourceURI,omitempty" xml:"-"`
-	ID              string              `json:"id,omitempty" xml:"id,omitempty"`
-	Name            string              `json:"name,omitempty" xml:"name,omitempty"`
-	Description     string              `json:"description,omitempty" xml:"description,omitempty"`
-	Properties      Properties          `json:"properties,omitempty" xml:"property,omitempty"`
+	Href string `json:"href,omitempty" xml:"href,attr,omitempty"`
+	InputCommon
 	NetworkConfig   *NetworkConfigInput `json:"networkConfig,omitempty" xml:"networkConfig,omitempty"`
 	ForwardingGroup *Ref                `json:"forwardingGroup,omitempty" xml:"forwardingGroup,omitempty"`
 	Extra           Extra               `json:"-" xml:",any"`
@@ -110,12 +98,8 @@ type NetworkTemplateInput struct {
 // NetworkTemplateCreate is the body of a NetworkTemplate create; a bare
 // NetworkTemplate document is accepted too.
 type NetworkTemplateCreate struct {
-	XMLName         xml.Name              `json:"-"`
-	ResourceURI     string                `json:"resourceURI,omitempty" xml:"-"`
-	ID              string                `json:"id,omitempty" xml:"id,omitempty"`
-	Name            string                `json:"name,omitempty" xml:"name,omitempty"`
-	Description     string                `json:"description,omitempty" xml:"description,omitempty"`
-	Properties      Properties            `json:"properties,omitempty" xml:"property,omitempty"`
+	XMLName xml.Name `json:"-"`
+	InputCommon
 	NetworkTemplate *NetworkTemplateInput `json:"networkTemplate,omitempty" xml:"networkTemplate,omitempty"`
 	NetworkConfig   *NetworkConfigInput   `json:"networkConfig,omitempty" xml:"networkConfig,omitempty"`
 	ForwardingGroup *Ref                  `json:"forwardingGroup,omitempty" xml:"forwardingGroup,omitempty"`
@@ -193,33 +177,25 @@ type AddressTemplate struct {
 // AddressTemplateInput is an AddressTemplate given by reference (Href) or
 // by value.
 type AddressTemplateInput struct {
-	Href           string     `json:"href,omitempty" xml:"href,attr,omitempty"`
-	ResourceURI    string     `json:"resourceURI,omitempty" xml:"-"`
-	ID             string     `json:"id,omitempty" xml:"id,omitempty"`
-	Name           string     `json:"name,omitempty" xml:"name,omitempty"`
-	Description    string     `json:"description,omitempty" xml:"description,omitempty"`
-	Properties     Properties `json:"properties,omitempty" xml:"property,omitempty"`
-	IP             string     `json:"ip,omitempty" xml:"ip,omitempty"`
-	Hostname       string     `json:"hostname,omitempty" xml:"hostname,omitempty"`
-	Allocation     string     `json:"allocation,omitempty" xml:"allocation,omitempty"`
-	DefaultGateway string     `json:"defaultGateway,omitempty" xml:"defaultGateway,omitempty"`
-	DNS            []string   `json:"dns,omitempty" xml:"dns,omitempty"`
-	Protocol       string     `json:"protocol,omitempty" xml:"protocol,omitempty"`
-	Mask           string     `json:"mask,omitempty" xml:"mask,omitempty"`
-	Network        *Ref       `json:"network,omitempty" xml:"network,omitempty"`
-	MACAddress     string     `json:"macAddress,omitempty" xml:"macAddress,omitempty"`
-	Extra          Extra      `json:"-" xml:",any"`
+	Href string `json:"href,omitempty" xml:"href,attr,omitempty"`
+	InputCommon
+	IP             string   `json:"ip,omitempty" xml:"ip,omitempty"`
+	Hostname       string   `json:"hostname,omitempty" xml:"hostname,omitempty"`
+	Allocation     string   `json:"allocation,omitempty" xml:"allocation,omitempty"`
+	DefaultGateway string   `json:"defaultGateway,omitempty" xml:"defaultGateway,omitempty"`
+	DNS            []string `json:"dns,omitempty" xml:"dns,omitempty"`
+	Protocol       string   `json:"protocol,omitempty" xml:"protocol,omitempty"`
+	Mask           string   `json:"mask,omitempty" xml:"mask,omitempty"`
+	Network        *Ref     `json:"network,omitempty" xml:"network,omitempty"`
+	MACAddress     string   `json:"macAddress,omitempty" xml:"macAddress,omitempty"`
+	Extra          Extra    `json:"-" xml:",any"`
 }
 
 // AddressTemplateCreate is the body of an AddressTemplate create; a bare
 // AddressTemplate document is accepted too.
 type AddressTemplateCreate struct {
-	XMLName         xml.Name              `json:"-"`
-	ResourceURI     string                `json:"resourceURI,omitempty" xml:"-"`
-	ID              string                `json:"id,omitempty" xml:"id,omitempty"`
-	Name            string                `json:"name,omitempty" xml:"name,omitempty"`
-	Description     string                `json:"description,omitempty" xml:"description,omitempty"`
-	Properties      Properties            `json:"properties,omitempty" xml:"property,omitempty"`
+	XMLName xml.Name `json:"-"`
+	InputCommon
 	AddressTemplate *AddressTemplateInput `json:"addressTemplate,omitempty" xml:"addressTemplate,omitempty"`
 	IP              string                `json:"ip,omitempty" xml:"ip,omitempty"`
 	Hostname        string                `json:"hostname,omitempty" xml:"hostname,omitempty"`
@@ -272,27 +248,19 @@ type CredentialTemplate struct {
 // CredentialInput is a Credential or CredentialTemplate given by reference
 // (Href) or by value; a MachineTemplate's credential takes this shape.
 type CredentialInput struct {
-	Href        string     `json:"href,omitempty" xml:"href,attr,omitempty"`
-	ResourceURI string     `json:"resourceURI,omitempty" xml:"-"`
-	ID          string     `json:"id,omitempty" xml:"id,omitempty"`
-	Name        string     `json:"name,omitempty" xml:"name,omitempty"`
-	Description string     `json:"description,omitempty" xml:"description,omitempty"`
-	Properties  Properties `json:"properties,omitempty" xml:"property,omitempty"`
-	UserName    string     `json:"userName,omitempty" xml:"userName,omitempty"`
-	Password    string     `json:"password,omitempty" xml:"password,omitempty"`
-	Key         string     `json:"key,omitempty" xml:"key,omitempty"`
-	Extra       Extra      `json:"-" xml:",any"`
+	Href string `json:"href,omitempty" xml:"href,attr,omitempty"`
+	InputCommon
+	UserName string `json:"userName,omitempty" xml:"userName,omitempty"`
+	Password string `json:"password,omitempty" xml:"password,omitempty"`
+	Key      string `json:"key,omitempty" xml:"key,omitempty"`
+	Extra    Extra  `json:"-" xml:",any"`
 }
 
 // CredentialTemplateCreate is the body of a CredentialTemplate create; a
 // bare CredentialTemplate document is accepted too.
 type CredentialTemplateCreate struct {
-	XMLName            xml.Name         `json:"-"`
-	ResourceURI        string           `json:"resourceURI,omitempty" xml:"-"`
-	ID                 string           `json:"id,omitempty" xml:"id,omitempty"`
-	Name               string           `json:"name,omitempty" xml:"name,omitempty"`
-	Description        string           `json:"description,omitempty" xml:"description,omitempty"`
-	Properties         Properties       `json:"properties,omitempty" xml:"property,omitempty"`
+	XMLName xml.Name `json:"-"`
+	InputCommon
 	CredentialTemplate *CredentialInput `json:"credentialTemplate,omitempty" xml:"credentialTemplate,omitempty"`
 	UserName           string           `json:"userName,omitempty" xml:"userName,omitempty"`
 	Password           string           `json:"password,omitempty" xml:"password,omitempty"`

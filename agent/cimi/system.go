@@ -76,12 +76,8 @@ type SystemTemplate struct {
 // SystemTemplateInput is a SystemTemplate given by reference (Href) or by
 // value.
 type SystemTemplateInput struct {
-	Href                 string                `json:"href,omitempty" xml:"href,attr,omitempty"`
-	ResourceURI          string                `json:"resourceURI,omitempty" xml:"-"`
-	ID                   string                `json:"id,omitempty" xml:"id,omitempty"`
-	Name                 string                `json:"name,omitempty" xml:"name,omitempty"`
-	Description          string                `json:"description,omitempty" xml:"description,omitempty"`
-	Properties           Properties            `json:"properties,omitempty" xml:"property,omitempty"`
+	Href string `json:"href,omitempty" xml:"href,attr,omitempty"`
+	InputCommon
 	ComponentDescriptors []ComponentDescriptor `json:"componentDescriptors,omitempty" xml:"componentDescriptor,omitempty"`
 	ImportImage          string                `json:"importImage,omitempty" xml:"importImage,omitempty"`
 	Extra                Extra                 `json:"-" xml:",any"`
@@ -101,12 +97,8 @@ type SystemCreate struct {
 // SystemTemplateCreate is the body of a SystemTemplate create; a bare
 // SystemTemplate document is accepted too.
 type SystemTemplateCreate struct {
-	XMLName              xml.Name              `json:"-"`
-	ResourceURI          string                `json:"resourceURI,omitempty" xml:"-"`
-	ID                   string                `json:"id,omitempty" xml:"id,omitempty"`
-	Name                 string                `json:"name,omitempty" xml:"name,omitempty"`
-	Description          string                `json:"description,omitempty" xml:"description,omitempty"`
-	Properties           Properties            `json:"properties,omitempty" xml:"property,omitempty"`
+	XMLName xml.Name `json:"-"`
+	InputCommon
 	ComponentDescriptors []ComponentDescriptor `json:"componentDescriptors,omitempty" xml:"componentDescriptor,omitempty"`
 	ImportImage          string                `json:"importImage,omitempty" xml:"importImage,omitempty"`
 	Extra                Extra                 `json:"-" xml:",any"`

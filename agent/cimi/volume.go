@@ -46,35 +46,27 @@ type VolumeConfiguration struct {
 // VolumeConfigurationCreate is the body of a VolumeConfiguration create; a
 // bare VolumeConfiguration document is accepted too.
 type VolumeConfigurationCreate struct {
-	XMLName     xml.Name   `json:"-"`
-	ResourceURI string     `json:"resourceURI,omitempty" xml:"-"`
-	ID          string     `json:"id,omitempty" xml:"id,omitempty"`
-	Name        string     `json:"name,omitempty" xml:"name,omitempty"`
-	Description string     `json:"description,omitempty" xml:"description,omitempty"`
-	Properties  Properties `json:"properties,omitempty" xml:"property,omitempty"`
-	Type        string     `json:"type,omitempty" xml:"type,omitempty"`
-	Format      string     `json:"format,omitempty" xml:"format,omitempty"`
-	Capacity    int64      `json:"capacity" xml:"capacity"`
-	DiskFormat  string     `json:"diskFormat,omitempty" xml:"diskFormat,omitempty"`
-	Shareable   *bool      `json:"shareable,omitempty" xml:"shareable,omitempty"`
-	Extra       Extra      `json:"-" xml:",any"`
+	XMLName xml.Name `json:"-"`
+	InputCommon
+	Type       string `json:"type,omitempty" xml:"type,omitempty"`
+	Format     string `json:"format,omitempty" xml:"format,omitempty"`
+	Capacity   int64  `json:"capacity" xml:"capacity"`
+	DiskFormat string `json:"diskFormat,omitempty" xml:"diskFormat,omitempty"`
+	Shareable  *bool  `json:"shareable,omitempty" xml:"shareable,omitempty"`
+	Extra      Extra  `json:"-" xml:",any"`
 }
 
 // VolumeConfigInput is a VolumeConfiguration given by reference (Href) or
 // by value (the other fields).
 type VolumeConfigInput struct {
-	Href        string     `json:"href,omitempty" xml:"href,attr,omitempty"`
-	ResourceURI string     `json:"resourceURI,omitempty" xml:"-"`
-	ID          string     `json:"id,omitempty" xml:"id,omitempty"`
-	Name        string     `json:"name,omitempty" xml:"name,omitempty"`
-	Description string     `json:"description,omitempty" xml:"description,omitempty"`
-	Properties  Properties `json:"properties,omitempty" xml:"property,omitempty"`
-	Type        string     `json:"type,omitempty" xml:"type,omitempty"`
-	Format      string     `json:"format,omitempty" xml:"format,omitempty"`
-	Capacity    int64      `json:"capacity,omitempty" xml:"capacity,omitempty"`
-	DiskFormat  string     `json:"diskFormat,omitempty" xml:"diskFormat,omitempty"`
-	Shareable   *bool      `json:"shareable,omitempty" xml:"shareable,omitempty"`
-	Extra       Extra      `json:"-" xml:",any"`
+	Href string `json:"href,omitempty" xml:"href,attr,omitempty"`
+	InputCommon
+	Type       string `json:"type,omitempty" xml:"type,omitempty"`
+	Format     string `json:"format,omitempty" xml:"format,omitempty"`
+	Capacity   int64  `json:"capacity,omitempty" xml:"capacity,omitempty"`
+	DiskFormat string `json:"diskFormat,omitempty" xml:"diskFormat,omitempty"`
+	Shareable  *bool  `json:"shareable,omitempty" xml:"shareable,omitempty"`
+	Extra      Extra  `json:"-" xml:",any"`
 }
 
 // VolumeImageInput is a VolumeImage given by reference.
@@ -97,12 +89,8 @@ type VolumeTemplate struct {
 // VolumeTemplateInput is a VolumeTemplate given by reference (Href, with
 // optional overrides) or by value.
 type VolumeTemplateInput struct {
-	Href         string             `json:"href,omitempty" xml:"href,attr,omitempty"`
-	ResourceURI  string             `json:"resourceURI,omitempty" xml:"-"`
-	ID           string             `json:"id,omitempty" xml:"id,omitempty"`
-	Name         string             `json:"name,omitempty" xml:"name,omitempty"`
-	Description  string             `json:"description,omitempty" xml:"description,omitempty"`
-	Properties   Properties         `json:"properties,omitempty" xml:"property,omitempty"`
+	Href string `json:"href,omitempty" xml:"href,attr,omitempty"`
+	InputCommon
 	VolumeConfig *VolumeConfigInput `json:"volumeConfig,omitempty" xml:"volumeConfig,omitempty"`
 	VolumeImage  *VolumeImageInput  `json:"volumeImage,omitempty" xml:"volumeImage,omitempty"`
 	Extra        Extra              `json:"-" xml:",any"`
@@ -111,12 +99,8 @@ type VolumeTemplateInput struct {
 // VolumeTemplateCreate is the body of a VolumeTemplate create; a bare
 // VolumeTemplate document is accepted too.
 type VolumeTemplateCreate struct {
-	XMLName        xml.Name             `json:"-"`
-	ResourceURI    string               `json:"resourceURI,omitempty" xml:"-"`
-	ID             string               `json:"id,omitempty" xml:"id,omitempty"`
-	Name           string               `json:"name,omitempty" xml:"name,omitempty"`
-	Description    string               `json:"description,omitempty" xml:"description,omitempty"`
-	Properties     Properties           `json:"properties,omitempty" xml:"property,omitempty"`
+	XMLName xml.Name `json:"-"`
+	InputCommon
 	VolumeTemplate *VolumeTemplateInput `json:"volumeTemplate,omitempty" xml:"volumeTemplate,omitempty"`
 	// Fields of a bare VolumeTemplate body.
 	VolumeConfig *VolumeConfigInput `json:"volumeConfig,omitempty" xml:"volumeConfig,omitempty"`
@@ -155,15 +139,11 @@ type VolumeImage struct {
 // VolumeImageCreate is the body of a VolumeImage create; a bare VolumeImage
 // document is accepted too. An imageLocation naming a Volume snapshots it.
 type VolumeImageCreate struct {
-	XMLName       xml.Name   `json:"-"`
-	ResourceURI   string     `json:"resourceURI,omitempty" xml:"-"`
-	ID            string     `json:"id,omitempty" xml:"id,omitempty"`
-	Name          string     `json:"name,omitempty" xml:"name,omitempty"`
-	Description   string     `json:"description,omitempty" xml:"description,omitempty"`
-	Properties    Properties `json:"properties,omitempty" xml:"property,omitempty"`
-	ImageLocation string     `json:"imageLocation" xml:"imageLocation"`
-	Bootable      *bool      `json:"bootable,omitempty" xml:"bootable,omitempty"`
-	Extra         Extra      `json:"-" xml:",any"`
+	XMLName xml.Name `json:"-"`
+	InputCommon
+	ImageLocation string `json:"imageLocation" xml:"imageLocation"`
+	Bootable      *bool  `json:"bootable,omitempty" xml:"bootable,omitempty"`
+	Extra         Extra  `json:"-" xml:",any"`
 }
 
 // VolumeVolumeImage is an entry of a Volume's images collection.
@@ -190,15 +170,11 @@ type MachineVolume struct {
 // MachineVolumeCreate is the body POSTed to a Machine's volumes collection
 // to attach a Volume; a MachineVolume document is accepted as well.
 type MachineVolumeCreate struct {
-	XMLName         xml.Name   `json:"-"`
-	ResourceURI     string     `json:"resourceURI,omitempty" xml:"-"`
-	ID              string     `json:"id,omitempty" xml:"id,omitempty"`
-	Name            string     `json:"name,omitempty" xml:"name,omitempty"`
-	Description     string     `json:"description,omitempty" xml:"description,omitempty"`
-	Properties      Properties `json:"properties,omitempty" xml:"property,omitempty"`
-	InitialLocation string     `json:"initialLocation,omitempty" xml:"initialLocation,omitempty"`
-	Volume          *Ref       `json:"volume" xml:"volume"`
-	Extra           Extra      `json:"-" xml:",any"`
+	XMLName xml.Name `json:"-"`
+	InputCommon
+	InitialLocation string `json:"initialLocation,omitempty" xml:"initialLocation,omitempty"`
+	Volume          *Ref   `json:"volume" xml:"volume"`
+	Extra           Extra  `json:"-" xml:",any"`
 }
 
 // MachineSnapshot is an entry of a Machine's snapshots collection: a

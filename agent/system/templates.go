@@ -37,7 +37,7 @@ func (s *Service) templateDoc(urls api.URLs, t templateRecord) *cimi.SystemTempl
 		}
 		d.ComponentDescriptors = append(d.ComponentDescriptors, cimi.ComponentDescriptor{
 			Name: c.Name, Description: c.Description, Type: cimi.TypeURI("Machine"), Quantity: 1,
-			MachineTemplate: &cimi.MachineTemplateInput{Name: c.Name, MachineConfig: cfg, InitialState: cimi.StateStopped},
+			MachineTemplate: &cimi.MachineTemplateInput{InputCommon: cimi.InputCommon{Name: c.Name}, MachineConfig: cfg, InitialState: cimi.StateStopped},
 		})
 	}
 	d.Operations = []cimi.Operation{{Rel: cimi.RelEdit, Href: d.ID}}
