@@ -325,6 +325,29 @@ func (s *Service) newMachine(tx *store.Tx, id string, body cimi.MachineCreate, t
 
 func diskID(i int) string { return fmt.Sprintf("disk%d", i) }
 
+// actionIntent writes, in the action's Job transaction, the Machine's move
+// to the action's transitional state and, for stop and restart, the
+// deadline of the graceful stop; it refuses the action with Conflict when
+// the Machine's state does not allow it now.
+func (s *Service) actionIntent(a machineAction, id string, timeout time.Duration, forceOnTimeout bool) func(tx *store.Tx) error {
+	return func(tx *store.Tx) error {
+		m, err := records.Get[machineRecord](tx, kindMachines, id, "Machine")
+		if err != nil {
+			return err
+		}
+		if !a.validIn(m.State) || m.State == cimi.StateStopping {
+			return errdefs.Conflictf("cannot %s Machine %s while it is %s (valid in: %s)", a.name, id, m.State, strings.Join(a.from, ", "))
+		}
+		m.State = a.transition
+		if a.name == "stop" || a.name == "restart" {
+			m.StopDeadline, m.ForceOnTimeout = s.now().Add(timeout), forceOnTimeout
+			m.Restarting = a.name == "restart"
+		}
+		m.StatusMessage = ""
+		return records.Put(tx, kindMachines, id, m)
+	}
+}
+
 func (s *Service) actionHandler(a machineAction) api.HandlerFunc {
 	return func(rq *api.Request) (api.Reply, error) {
 		act, err := rq.DecodeAction(a.name)
@@ -342,22 +365,7 @@ func (s *Service) actionHandler(a machineAction) api.HandlerFunc {
 		if cur, err := s.loadMachine(id); err == nil && cur.State == cimi.StateStopping && a.name == "stop" {
 			return s.escalateStop(rec, id, p.Force)
 		}
-		j, err := s.submit(rec, p, func(tx *store.Tx) error {
-			m, err := records.Get[machineRecord](tx, kindMachines, id, "Machine")
-			if err != nil {
-				return err
-			}
-			if !a.validIn(m.State) || m.State == cimi.StateStopping {
-				return errdefs.Conflictf("cannot %s Machine %s while it is %s (valid in: %s)", a.name, id, m.State, strings.Join(a.from, ", "))
-			}
-			m.State = a.transition
-			if a.name == "stop" || a.name == "restart" {
-				m.StopDeadline, m.ForceOnTimeout = s.now().Add(timeout), forceOnTimeout
-				m.Restarting = a.name == "restart"
-			}
-			m.StatusMessage = ""
-			return records.Put(tx, kindMachines, id, m)
-		})
+		j, err := s.submit(rec, p, s.actionIntent(a, id, timeout, forceOnTimeout))
 		if err != nil {
 			return api.Reply{}, err
 		}

@@ -246,22 +246,7 @@ func (s *Service) SubmitAction(id, name string, act cimi.Action) (job.Record, er
 	}
 	path := machinePath(id)
 	rec := job.Record{Kind: a.kind, Action: cimi.ActionURI(a.name), Name: a.name + " Machine", Target: path, Locks: []string{path}}
-	return s.submit(rec, machineParams{MachineID: id, Force: act.Force != nil && *act.Force}, func(tx *store.Tx) error {
-		m, err := records.Get[machineRecord](tx, kindMachines, id, "Machine")
-		if err != nil {
-			return err
-		}
-		if !a.validIn(m.State) || m.State == cimi.StateStopping {
-			return errdefs.Conflictf("cannot %s Machine %s while it is %s (valid in: %s)", a.name, id, m.State, strings.Join(a.from, ", "))
-		}
-		m.State = a.transition
-		if a.name == "stop" || a.name == "restart" {
-			m.StopDeadline, m.ForceOnTimeout = s.now().Add(timeout), forceOnTimeout
-			m.Restarting = a.name == "restart"
-		}
-		m.StatusMessage = ""
-		return records.Put(tx, kindMachines, id, m)
-	})
+	return s.submit(rec, machineParams{MachineID: id, Force: act.Force != nil && *act.Force}, s.actionIntent(a, id, timeout, forceOnTimeout))
 }
 
 // SubmitDelete starts the Job that deletes Machine id with its disks, as
