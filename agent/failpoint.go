@@ -308,8 +308,9 @@ func (d *failpointDriver) DomainNICs(ctx context.Context, domain string) (list [
 	return list, err
 }
 
-func (d *failpointDriver) CreateSnapshot(ctx context.Context, domain, name string) error {
-	return d.call("CreateSnapshot", func() error { return d.Driver.CreateSnapshot(ctx, domain, name) })
+func (d *failpointDriver) CreateSnapshot(ctx context.Context, domain, name string) (info hypervisor.SnapshotInfo, err error) {
+	err = d.call("CreateSnapshot", func() error { info, err = d.Driver.CreateSnapshot(ctx, domain, name); return err })
+	return info, err
 }
 
 func (d *failpointDriver) RevertSnapshot(ctx context.Context, domain, name string) error {

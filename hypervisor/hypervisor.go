@@ -194,7 +194,8 @@ type Driver interface {
 // SnapshotInfo describes an internal snapshot of a domain's qcow2 disks.
 type SnapshotInfo struct {
 	Name    string
-	Running bool // taken while the guest ran: reverting resumes it
+	Running bool  // taken while the guest ran: reverting resumes it
+	State   State // the domain's state when it was taken
 	Created time.Time
 }
 
@@ -274,8 +275,10 @@ type DeviceDriver interface {
 	// their generated MACs).
 	DomainNICs(ctx context.Context, domain string) ([]NIC, error)
 
-	// Internal snapshots of every qcow2 disk (and memory when running).
-	CreateSnapshot(ctx context.Context, domain, name string) error
+	// CreateSnapshot takes internal snapshots of every qcow2 disk (and of
+	// memory when the domain runs) and returns the snapshot as recorded,
+	// with the state the domain was in when it was taken.
+	CreateSnapshot(ctx context.Context, domain, name string) (SnapshotInfo, error)
 	// RevertSnapshot leaves the domain running if and only if the snapshot
 	// was taken running; the domain keeps its current Metadata. A missing
 	// snapshot is an error wrapping ErrNotFound, in DeleteSnapshot too.

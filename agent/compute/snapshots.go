@@ -471,31 +471,6 @@ func (s *Service) findSnapshot(ctx context.Context, domain, name string) (hyperv
 	return hypervisor.SnapshotInfo{}, false, nil
 }
 
-// takeSnapshot takes the internal snapshot name of domain and, meanwhile,
-// observes the domain. A domain seen shut off was shut off when its
-// snapshot was taken, which holds its disks only, and is left so: a
-// snapshot of a running guest, with its memory, lasts far longer than the
-// observation. (Only a guest that powers itself off right after a snapshot
-// of it running could be seen shut off; its snapshot is then said to hold
-// its disks only.)
-func (s *Service) takeSnapshot(ctx context.Context, domain, name string) (hypervisor.DomainStatus, error) {
-	type observation struct {
-		st  hypervisor.DomainStatus
-		err error
-	}
-	seen := make(chan observation, 1)
-	go func() {
-		st, err := s.drv.DomainStatus(ctx, domain)
-		seen <- observation{st, err}
-	}()
-	err := s.drv.CreateSnapshot(ctx, domain, name)
-	o := <-seen
-	if err != nil {
-		return hypervisor.DomainStatus{}, err
-	}
-	return o.st, o.err
-}
-
 // runSnapshot takes the internal snapshot of every disk of the Machine
 // (and of its memory when it runs). Re-runnable: a snapshot that exists
 // already is kept.
@@ -526,25 +501,16 @@ func (s *Service) runSnapshot(ctx context.Context, x *job.Exec) error {
 			return err
 		}
 	}
-	var st hypervisor.DomainStatus
 	if !found {
-		if st, err = s.takeSnapshot(ctx, m.Domain, im.SnapshotName); err != nil {
+		if info, err = s.drv.CreateSnapshot(ctx, m.Domain, im.SnapshotName); err != nil {
 			return err
 		}
-		info = hypervisor.SnapshotInfo{Name: im.SnapshotName}
-		if st.State != hypervisor.StateShutoff {
-			// A guest that ran or was paused: whether the snapshot holds
-			// its memory is read from the snapshot.
-			if info, found, err = s.findSnapshot(ctx, m.Domain, im.SnapshotName); err != nil {
-				return err
-			}
-			if !found {
-				return fmt.Errorf("snapshot %s of domain %s is gone right after it was taken", im.SnapshotName, m.Domain)
-			}
-		}
 	}
-	if found {
-		// The domain may have changed since the snapshot was taken.
+	// A domain that the snapshot just taken shows shut off is still so: no
+	// Job of ours starts it while this one holds the Machine. Any other is
+	// observed again, since it may have changed since.
+	st := hypervisor.DomainStatus{Name: m.Domain, State: hypervisor.StateShutoff}
+	if found || info.State != hypervisor.StateShutoff {
 		if st, err = s.drv.DomainStatus(ctx, m.Domain); err != nil {
 			return err
 		}

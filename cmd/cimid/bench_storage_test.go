@@ -112,7 +112,7 @@ func BenchmarkStorage(b *testing.B) {
 		measure(2, func() {
 			snapshot = d.machineImageOp(machine, "snapshot")
 		}, func() {
-			if err := drv.CreateSnapshot(ctx, baseDomain, fmt.Sprintf("s%d", i)); err != nil {
+			if _, err := drv.CreateSnapshot(ctx, baseDomain, fmt.Sprintf("s%d", i)); err != nil {
 				b.Fatal(err)
 			}
 		})

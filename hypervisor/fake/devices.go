@@ -195,8 +195,9 @@ func snapshotIndex(snaps []snapshot, name string) int {
 
 // CreateSnapshot records a snapshot of the domain. Like the libvirt driver
 // it refuses writable disks that are not qcow2, and an existing name.
-func (d *Driver) CreateSnapshot(ctx context.Context, name, snap string) error {
-	return d.operate(ctx, "CreateSnapshot", fmt.Sprintf("create snapshot %q of", snap), name, func(dom *domain) error {
+func (d *Driver) CreateSnapshot(ctx context.Context, name, snap string) (hypervisor.SnapshotInfo, error) {
+	var info hypervisor.SnapshotInfo
+	err := d.operate(ctx, "CreateSnapshot", fmt.Sprintf("create snapshot %q of", snap), name, func(dom *domain) error {
 		if snap == "" {
 			return errors.New("no snapshot name")
 		}
@@ -216,16 +217,16 @@ func (d *Driver) CreateSnapshot(ctx context.Context, name, snap string) error {
 		if err := errors.Join(errs...); err != nil {
 			return err
 		}
-		dom.snapshots = append(dom.snapshots, snapshot{
-			info: hypervisor.SnapshotInfo{
-				Name:    snap,
-				Running: dom.state == hypervisor.StateRunning,
-				Created: time.Now().UTC().Truncate(time.Second),
-			},
-			spec: cloneSpec(dom.spec),
-		})
+		info = hypervisor.SnapshotInfo{
+			Name:    snap,
+			Running: dom.state == hypervisor.StateRunning,
+			State:   dom.state,
+			Created: time.Now().UTC().Truncate(time.Second),
+		}
+		dom.snapshots = append(dom.snapshots, snapshot{info: info, spec: cloneSpec(dom.spec)})
 		return nil
 	})
+	return info, err
 }
 
 // RevertSnapshot restores the definition saved in the snapshot (keeping the

@@ -326,10 +326,15 @@ func TestSnapshots(t *testing.T) {
 	d := newDriver(t)
 	ctx := t.Context()
 	must(t, "define", d.DefineDomain(ctx, spec("s")))
-	must(t, "snapshot (stopped)", d.CreateSnapshot(ctx, "s", "cold"))
+	cold, err := d.CreateSnapshot(ctx, "s", "cold")
+	must(t, "snapshot (stopped)", err)
 	must(t, "start", d.Start(ctx, "s"))
-	must(t, "snapshot (running)", d.CreateSnapshot(ctx, "s", "hot"))
-	if err := d.CreateSnapshot(ctx, "s", "hot"); err == nil {
+	hot, err := d.CreateSnapshot(ctx, "s", "hot")
+	must(t, "snapshot (running)", err)
+	if cold.State != hypervisor.StateShutoff || cold.Running || hot.State != hypervisor.StateRunning || !hot.Running {
+		t.Errorf("snapshots as taken: cold %+v, hot %+v", cold, hot)
+	}
+	if _, err := d.CreateSnapshot(ctx, "s", "hot"); err == nil {
 		t.Error("duplicate snapshot name accepted")
 	}
 	list, err := d.ListSnapshots(ctx, "s")
@@ -355,7 +360,7 @@ func TestSnapshots(t *testing.T) {
 	raw := spec("r")
 	raw.Disks[0].Format = "raw"
 	must(t, "define raw", d.DefineDomain(ctx, raw))
-	if err := d.CreateSnapshot(ctx, "r", "x"); err == nil {
+	if _, err := d.CreateSnapshot(ctx, "r", "x"); err == nil {
 		t.Error("snapshot of a raw disk accepted")
 	}
 }

@@ -3,8 +3,10 @@ package libvirt
 import (
 	"cmp"
 	"context"
+	"encoding/xml"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strconv"
 	"strings"
@@ -23,37 +25,45 @@ import (
 // and CD-ROMs are left out of a snapshot.
 
 // CreateSnapshot takes an internal snapshot called name of domain: of its
-// disks, and of its memory when it runs. It fails before asking libvirt
-// when a writable disk is not a qcow2 image.
-func (d *Driver) CreateSnapshot(ctx context.Context, domain, name string) error {
-	if err := d.createSnapshot(ctx, domain, name); err != nil {
-		return fmt.Errorf("create snapshot %q of domain %s: %w", name, domain, err)
+// disks, and of its memory when it runs. When libvirt refuses because a
+// writable disk is not a qcow2 image, the error names the disk.
+func (d *Driver) CreateSnapshot(ctx context.Context, domain, name string) (hypervisor.SnapshotInfo, error) {
+	info, err := d.createSnapshot(ctx, domain, name)
+	if err != nil {
+		return hypervisor.SnapshotInfo{}, fmt.Errorf("create snapshot %q of domain %s: %w", name, domain, err)
 	}
-	return nil
+	return info, nil
 }
 
-func (d *Driver) createSnapshot(ctx context.Context, domain, name string) error {
+func (d *Driver) createSnapshot(ctx context.Context, domain, name string) (hypervisor.SnapshotInfo, error) {
 	if name == "" {
-		return errors.New("no snapshot name")
+		return hypervisor.SnapshotInfo{}, errors.New("no snapshot name")
 	}
 	doc, err := (&libvirtxml.DomainSnapshot{Name: name}).Marshal()
 	if err != nil {
-		return fmt.Errorf("render snapshot XML: %w", err)
+		return hypervisor.SnapshotInfo{}, fmt.Errorf("render snapshot XML: %w", err)
 	}
-	return d.withDomain(ctx, domain, func(dom *libvirt.Domain) error {
-		def, err := readDefinition(dom, 0)
-		if err != nil {
-			return err
-		}
-		if err := checkInternalSnapshot(def); err != nil {
-			return err
-		}
+	var info hypervisor.SnapshotInfo
+	err = d.withDomain(ctx, domain, func(dom *libvirt.Domain) error {
 		snap, err := dom.CreateSnapshotXML(doc, 0)
 		if err != nil {
+			// libvirt checks every disk before it acts; say which one.
+			if def, readErr := readDefinition(dom, 0); readErr == nil {
+				if unfit := checkInternalSnapshot(def); unfit != nil {
+					return fmt.Errorf("%w (libvirt: %w)", unfit, err)
+				}
+			}
 			return err
 		}
-		return snap.Free()
+		defer snap.Free()
+		taken, err := snap.GetXMLDesc(0)
+		if err != nil {
+			return fmt.Errorf("read the snapshot just taken: %w", classify(err))
+		}
+		info, _, err = snapshotInfo(taken)
+		return err
 	})
+	return info, err
 }
 
 // checkInternalSnapshot refuses a definition with a writable disk that
@@ -186,25 +196,87 @@ func (d *Driver) ListSnapshots(ctx context.Context, domain string) ([]hypervisor
 	return list, nil
 }
 
-// snapshotInfo reads a snapshot's description and the name of its parent.
-func snapshotInfo(doc string) (hypervisor.SnapshotInfo, string, error) {
-	var snap libvirtxml.DomainSnapshot
-	if err := snap.Unmarshal(doc); err != nil {
-		return hypervisor.SnapshotInfo{}, "", fmt.Errorf("parse snapshot XML: %w", err)
+// snapshotState reads the domain state a snapshot records; a disk-only
+// snapshot records none.
+func snapshotState(state string) hypervisor.State {
+	switch state {
+	case "running", "blocked":
+		return hypervisor.StateRunning
+	case "paused":
+		return hypervisor.StatePaused
+	case "shutdown":
+		return hypervisor.StateShuttingDown
+	case "shutoff":
+		return hypervisor.StateShutoff
+	case "crashed":
+		return hypervisor.StateCrashed
+	case "pmsuspended":
+		return hypervisor.StatePMSuspended
 	}
-	info := hypervisor.SnapshotInfo{Name: snap.Name, Running: snap.State == "running"}
-	if snap.CreationTime != "" {
-		secs, err := strconv.ParseInt(snap.CreationTime, 10, 64)
+	return hypervisor.StateUnknown
+}
+
+// snapshotInfo reads a snapshot's description and the name of its parent.
+// It reads the elements before the saved domain definition only: the
+// definition is by far the longest part, and nothing here needs it.
+func snapshotInfo(doc string) (hypervisor.SnapshotInfo, string, error) {
+	var head struct {
+		name, state, parent, created string
+	}
+	dec := xml.NewDecoder(strings.NewReader(doc))
+	var path []string
+read:
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			break
+		}
 		if err != nil {
-			return hypervisor.SnapshotInfo{}, "", fmt.Errorf("snapshot %q: creation time %q: %w", snap.Name, snap.CreationTime, err)
+			return hypervisor.SnapshotInfo{}, "", fmt.Errorf("parse snapshot XML: %w", err)
+		}
+		switch el := tok.(type) {
+		case xml.StartElement:
+			path = append(path, el.Name.Local)
+			var field *string
+			switch strings.Join(path, "/") {
+			case "domainsnapshot/domain":
+				break read // the rest is the saved definition
+			case "domainsnapshot/name":
+				field = &head.name
+			case "domainsnapshot/state":
+				field = &head.state
+			case "domainsnapshot/creationTime":
+				field = &head.created
+			case "domainsnapshot/parent/name":
+				field = &head.parent
+			}
+			if len(path) == 1 && path[0] != "domainsnapshot" {
+				return hypervisor.SnapshotInfo{}, "", fmt.Errorf("parse snapshot XML: root element is <%s>, not <domainsnapshot>", path[0])
+			}
+			if field != nil {
+				var text string
+				if err := dec.DecodeElement(&text, &el); err != nil {
+					return hypervisor.SnapshotInfo{}, "", fmt.Errorf("parse snapshot XML: %w", err)
+				}
+				*field = strings.TrimSpace(text)
+				path = path[:len(path)-1]
+			}
+		case xml.EndElement:
+			path = path[:len(path)-1]
+		}
+	}
+	if head.name == "" {
+		return hypervisor.SnapshotInfo{}, "", errors.New("parse snapshot XML: the snapshot has no name")
+	}
+	info := hypervisor.SnapshotInfo{Name: head.name, Running: head.state == "running", State: snapshotState(head.state)}
+	if head.created != "" {
+		secs, err := strconv.ParseInt(head.created, 10, 64)
+		if err != nil {
+			return hypervisor.SnapshotInfo{}, "", fmt.Errorf("snapshot %q: creation time %q: %w", head.name, head.created, err)
 		}
 		info.Created = time.Unix(secs, 0).UTC()
 	}
-	parent := ""
-	if snap.Parent != nil {
-		parent = snap.Parent.Name
-	}
-	return info, parent, nil
+	return info, head.parent, nil
 }
 
 func freeSnapshots(snaps []libvirt.DomainSnapshot) {

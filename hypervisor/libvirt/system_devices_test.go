@@ -284,7 +284,13 @@ func TestSystemSnapshots(t *testing.T) {
 	ctx := t.Context()
 	g := bootGuest(t, d, "snap")
 
-	timed(t, "snapshot (running)", func() error { return d.CreateSnapshot(ctx, g.name, "hot") })
+	timed(t, "snapshot (running)", func() error {
+		info, err := d.CreateSnapshot(ctx, g.name, "hot")
+		if err == nil && (!info.Running || info.State != hypervisor.StateRunning) {
+			return fmt.Errorf("the snapshot of a running guest says %+v", info)
+		}
+		return err
+	})
 	wantState(t, d, g.name, hypervisor.StateRunning)
 
 	// What the agent wrote after the snapshot survives a revert.
@@ -294,7 +300,13 @@ func TestSystemSnapshots(t *testing.T) {
 	must(t, "set metadata", d.SetMetadata(ctx, g.name, md))
 
 	timed(t, "destroy", func() error { return d.Destroy(ctx, g.name) })
-	timed(t, "snapshot (stopped)", func() error { return d.CreateSnapshot(ctx, g.name, "cold") })
+	timed(t, "snapshot (stopped)", func() error {
+		info, err := d.CreateSnapshot(ctx, g.name, "cold")
+		if err == nil && (info.Running || info.State != hypervisor.StateShutoff) {
+			return fmt.Errorf("the snapshot of a shut-off guest says %+v", info)
+		}
+		return err
+	})
 	list, err := d.ListSnapshots(ctx, g.name)
 	must(t, "list", err)
 	if len(list) != 2 || list[0].Name != "hot" || !list[0].Running || list[1].Name != "cold" || list[1].Running {
@@ -336,7 +348,7 @@ func TestSystemSnapshotRefusesRawDisk(t *testing.T) {
 	raw := filepath.Join(g.dir, "data.raw")
 	must(t, "create raw image", os.WriteFile(raw, make([]byte, 1<<20), 0o644))
 	must(t, "attach raw disk", d.AttachDisk(ctx, g.name, hypervisor.Disk{Path: raw, Format: "raw", Target: "vdb"}, false))
-	err := d.CreateSnapshot(ctx, g.name, "s")
+	_, err := d.CreateSnapshot(ctx, g.name, "s")
 	if err == nil || !strings.Contains(err.Error(), "vdb is raw") {
 		t.Fatalf("snapshot with a raw disk: %v", err)
 	}
