@@ -145,7 +145,9 @@ func New(ctx context.Context, cfg Config, drv hypervisor.Driver, log *slog.Logge
 	for _, s := range services {
 		routes = append(routes, s.Routes())
 	}
-	a.handler = api.NewServer(a.log, routes...)
+	server := api.NewServer(a.log, routes...)
+	server.AnswerWhenDone(a.jobs)
+	a.handler = server
 	a.buildFrontDoor(routes)
 	// One poller makes the bulk statistics call for the host metrics (and
 	// libvirt's health) and the Meters, as often as the stricter needs.

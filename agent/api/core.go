@@ -67,7 +67,7 @@ func (c *Core) Metadata() []cimi.ResourceMetadata {
 				Value: strconv.Itoa(int(c.Jobs.Retention() / time.Minute)), Description: "minutes a finished Job is kept"},
 				{Name: "WaitPreference", URI: cimi.ExtNamespace + "/capability/Job/WaitPreference",
 					Value:       strconv.Itoa(int(MaxJobWait / time.Second)),
-					Description: "a GET of a Job with the header Prefer: wait=N (RFC 7240) answers once the Job has ended, or after N seconds (at most this many)"}},
+					Description: "with the header Prefer: wait=N (RFC 7240), a GET of a Job answers once the Job has ended, or after N seconds (at most this many); a change whose Job succeeds within N seconds is answered 201 Created with the new resource, or 200 OK, instead of 202 Accepted"}},
 			Actions: []cimi.ActionMeta{{Name: "stop", URI: cimi.ActionURI("stop"), Method: "POST",
 				Description: "cancel a queued or running Job", InputMessage: "application/json"}}},
 		{Common: cimi.Common{Name: "ResourceMetadata"}, TypeURI: cimi.TypeURI("ResourceMetadata"),

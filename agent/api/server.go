@@ -6,19 +6,23 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gorilla/mux"
 
 	"cimid/agent/cimi"
 	"cimid/agent/cimi/query"
 	"cimid/agent/errdefs"
+	"cimid/agent/job"
 )
 
 // MaxBodyBytes bounds every request body.
@@ -56,7 +60,20 @@ type Server struct {
 	// preconditions serialises conditional writes per resource so that the
 	// If-Match check and the change it guards happen as one step.
 	preconditions keyedMutex
+	jobs          JobWaiter
 }
+
+// JobWaiter waits for a Job to end, or for ctx to end first.
+type JobWaiter interface {
+	Wait(ctx context.Context, id string) (job.Record, error)
+}
+
+// AnswerWhenDone lets a change sent with Prefer: wait=N (RFC 7240) be
+// answered synchronously: when its Job succeeds within N seconds, the
+// answer is 201 Created with the new resource, or 200 OK, instead of 202
+// Accepted. A Job that fails, or runs longer, gets the usual 202, and the
+// Job tells the rest.
+func (s *Server) AnswerWhenDone(jobs JobWaiter) { s.jobs = jobs }
 
 // NewServer builds the router from the routes every service contributes.
 func NewServer(log *slog.Logger, routes ...[]Route) *Server {
@@ -120,15 +137,22 @@ func (s *Server) wrap(h HandlerFunc) http.Handler {
 			}
 		}
 		rq.jsonMembers = format == cimi.JSON && !q.Reshapes()
+		unlock := func() {}
 		if ifMatch := r.Header.Get("If-Match"); ifMatch != "" && r.Method != http.MethodGet && r.Method != http.MethodHead {
-			unlock, err := s.checkIfMatch(r, ifMatch)
-			if err != nil {
+			if unlock, err = s.checkIfMatch(r, ifMatch); err != nil {
 				s.fail(w, r, err)
 				return
 			}
-			defer unlock()
 		}
 		reply, err := h(rq)
+		unlock() // the change is submitted: what it waits for is its Job
+		if err == nil && reply.Status == http.StatusAccepted && r.Method != http.MethodGet {
+			if wait, ok := preferredWait(r.Header.Values("Prefer")); ok && s.jobs != nil && reply.JobID != "" {
+				if s.awaitJob(w, rq, &reply, min(wait, MaxJobWait)) {
+					return
+				}
+			}
+		}
 		if err == nil && !q.Empty() {
 			err = s.applyQuery(rq, q, &reply)
 		}
@@ -138,6 +162,84 @@ func (s *Server) wrap(h HandlerFunc) http.Handler {
 		}
 		s.write(w, rq, reply)
 	})
+}
+
+// awaitJob waits up to wait for the Job of a change. When it succeeded, the
+// reply becomes the synchronous one: a create answers 201 with the new
+// resource as it is now, anything else 200 without a body. It reports
+// whether it wrote the answer itself.
+func (s *Server) awaitJob(w http.ResponseWriter, rq *Request, reply *Reply, wait time.Duration) bool {
+	ctx, cancel := context.WithTimeout(rq.Context(), wait)
+	defer cancel()
+	rec, err := s.jobs.Wait(ctx, reply.JobID)
+	reply.PreferenceApplied = "wait=" + strconv.Itoa(int(wait/time.Second))
+	if err != nil || rec.State != job.Success {
+		return false
+	}
+	if reply.Body == nil {
+		reply.Status = http.StatusOK
+		return false
+	}
+	reply.Status, reply.Body = http.StatusCreated, nil
+	if reply.Location == "" {
+		return false
+	}
+	current := s.read(rq, reply.Location)
+	if current.status != http.StatusOK {
+		return false // gone again already: the 201 says what was made
+	}
+	h := w.Header()
+	for _, name := range []string{"Content-Type", "Content-Length", "ETag"} {
+		if v := current.header.Get(name); v != "" {
+			h.Set(name, v)
+		}
+	}
+	h.Set("Location", rq.URLs.Abs(reply.Location))
+	h.Set("CIMI-Job-URI", rq.URLs.Abs("jobs/"+reply.JobID))
+	h.Set("Preference-Applied", reply.PreferenceApplied)
+	w.WriteHeader(http.StatusCreated)
+	if _, err := w.Write(current.body.Bytes()); err != nil {
+		s.log.Debug("write response", "path", rq.URL.Path, "err", err)
+	}
+	return true
+}
+
+// read serves a GET of path (relative to the base URI) in the format of
+// rq, for the answer to rq.
+func (s *Server) read(rq *Request, path string) *recordedResponse {
+	get := rq.Request.Clone(rq.Context())
+	get.Method, get.Body, get.ContentLength = http.MethodGet, http.NoBody, 0
+	get.URL.Path, get.URL.RawPath = "/cimi/"+strings.TrimPrefix(path, "/"), ""
+	get.URL.RawQuery = ""
+	if f := rq.URL.Query().Get("$format"); f != "" {
+		get.URL.RawQuery = url.Values{"$format": {f}}.Encode()
+	}
+	for _, name := range []string{"If-Match", "If-None-Match", "Prefer", "Content-Type"} {
+		get.Header.Del(name)
+	}
+	rec := &recordedResponse{header: http.Header{}}
+	s.router.ServeHTTP(rec, get)
+	return rec
+}
+
+// recordedResponse keeps a response in memory.
+type recordedResponse struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (r *recordedResponse) Header() http.Header { return r.header }
+
+func (r *recordedResponse) WriteHeader(status int) {
+	if r.status == 0 {
+		r.status = status
+	}
+}
+
+func (r *recordedResponse) Write(b []byte) (int, error) {
+	r.WriteHeader(http.StatusOK)
+	return r.body.Write(b)
 }
 
 func (s *Server) write(w http.ResponseWriter, rq *Request, reply Reply) {

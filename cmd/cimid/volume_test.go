@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"encoding/xml"
 	"fmt"
 	"net/http"
@@ -571,6 +572,21 @@ func TestSnapshotsRestoreOverwrittenBytes(t *testing.T) {
 	if len(snaps) != 2 || href(snaps[0], "snapshot") != s1 || href(snaps[1], "snapshot") != s2 {
 		t.Fatalf("snapshots of the Machine: %v", snaps)
 	}
+
+	// Asked to wait, a snapshot is answered once taken: 201 and the image
+	// as it is then.
+	op := opHref(doc, volNS+"/action/snapshot")
+	body, _ := json.Marshal(map[string]any{"resourceURI": volNS + "/MachineImageCreate", "name": "sync", "imageLocation": m})
+	r := d.do(http.MethodPost, op, "application/json", body, "Prefer", "wait=60")
+	synced := r.JSON(t)
+	if r.Status != http.StatusCreated || r.Header.Get("CIMI-Job-URI") == "" || r.Header.Get("Preference-Applied") != "wait=60" ||
+		synced["id"] != r.Header.Get("Location") || synced["state"] != "AVAILABLE" || synced["type"] != "SNAPSHOT" {
+		t.Fatalf("snapshot with Prefer: wait=60: %d %v\n%s", r.Status, r.Header, r.Body)
+	}
+	if j := d.get(r.Header.Get("CIMI-Job-URI")).JSON(t); j["state"] != "SUCCESS" {
+		t.Fatalf("the Job of a 201: %v", j)
+	}
+	d.deleteOK(synced["id"].(string))
 
 	d.restore(m, s1)
 	if !hasPattern(t, file, "qcow2", testPattern1) || d.state(m) != "STOPPED" || href(d.get(m).JSON(t), "latestSnapshot") != s1 {
