@@ -147,6 +147,7 @@ func New(ctx context.Context, cfg Config, drv hypervisor.Driver, log *slog.Logge
 	}
 	server := api.NewServer(a.log, routes...)
 	server.AnswerWhenDone(a.jobs)
+	server.NameRoutesWith(metrics.NameRoute)
 	a.handler = server
 	a.buildFrontDoor(routes)
 	// One poller makes the bulk statistics call for the host metrics (and

@@ -61,7 +61,12 @@ type Server struct {
 	// If-Match check and the change it guards happen as one step.
 	preconditions keyedMutex
 	jobs          JobWaiter
+	nameRoute     func(r *http.Request, template string)
 }
+
+// NameRoutesWith has f told the template of the route that matched each
+// request this server answers, for measurements.
+func (s *Server) NameRoutesWith(f func(r *http.Request, template string)) { s.nameRoute = f }
 
 // JobWaiter waits for a Job to end, or for ctx to end first.
 type JobWaiter interface {
@@ -123,6 +128,13 @@ func checkSpecVersion(header string) error {
 
 func (s *Server) wrap(h HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.nameRoute != nil {
+			if route := mux.CurrentRoute(r); route != nil {
+				if t, err := route.GetPathTemplate(); err == nil {
+					s.nameRoute(r, t)
+				}
+			}
+		}
 		format, err := cimi.Negotiate(r.URL.Query().Get("$format"), r.Header.Get("Accept"))
 		if err != nil {
 			s.fail(w, r, errdefs.Wrap(errdefs.NotAcceptable, err))

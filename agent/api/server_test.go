@@ -113,3 +113,15 @@ func TestURLsPath(t *testing.T) {
 		t.Error("an href outside /cimi/ was accepted")
 	}
 }
+
+func TestNameRoutes(t *testing.T) {
+	s := newTestServer()
+	var named []string
+	s.NameRoutesWith(func(r *http.Request, template string) { named = append(named, r.Method+" "+template) })
+	serve(s, "GET", "/cimi/notes/1", "")
+	serve(s, "POST", "/cimi/notes/1/touch", "")
+	serve(s, "GET", "/cimi/nothing/here", "")
+	if want := []string{"GET /cimi/notes/1", "POST /cimi/notes/1/touch"}; strings.Join(named, ",") != strings.Join(want, ",") {
+		t.Errorf("named %q, want %q (a request no route matched is not named)", named, want)
+	}
+}

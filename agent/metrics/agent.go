@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -18,12 +19,30 @@ type API struct {
 	requests *Counter
 	duration *Histogram
 	inFlight *Gauge
-	// route names the route template a request matched.
+	// route names the route template of a request that the router that
+	// answered it did not name (see NameRoute).
 	route func(*http.Request) string
 }
 
-// NewAPI registers the API families. route maps a request to its route
-// template (such as "/cimi/machines/{id}"), keeping label values few.
+// routeSlot holds the route template a router named for a request.
+type routeSlot struct{ template string }
+
+type routeSlotKey struct{}
+
+// NameRoute records, for the measurement of r, the template of the route
+// (such as "/cimi/machines/{id}") that matched it. The router that matched
+// the request names it, so that it is not matched a second time here. The
+// first name counts: a request served in part by another route (such as
+// a create answered with the new resource) keeps its own.
+func NameRoute(r *http.Request, template string) {
+	if slot, ok := r.Context().Value(routeSlotKey{}).(*routeSlot); ok && slot.template == "" {
+		slot.template = template
+	}
+}
+
+// NewAPI registers the API families. Requests are labelled with their
+// route template, keeping label values few: the one NameRoute recorded,
+// else the one route finds.
 func NewAPI(r *Registry, route func(*http.Request) string) *API {
 	return &API{
 		requests: r.Counter("cimid_http_requests_total", "API requests answered, by method, route template and status code.", "method", "route", "code"),
@@ -38,7 +57,8 @@ func NewAPI(r *Registry, route func(*http.Request) string) *API {
 func (a *API) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		route := a.route(r)
+		slot := &routeSlot{}
+		r = r.WithContext(context.WithValue(r.Context(), routeSlotKey{}, slot))
 		method := r.Method
 		switch method {
 		case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodOptions, http.MethodPatch:
@@ -49,6 +69,10 @@ func (a *API) Middleware(next http.Handler) http.Handler {
 		rec := &recorder{ResponseWriter: w}
 		defer func() {
 			a.inFlight.Add(-1)
+			route := slot.template
+			if route == "" {
+				route = a.route(r)
+			}
 			code := strconv.Itoa(rec.code())
 			a.requests.Inc(method, route, code)
 			a.duration.Observe(time.Since(start).Seconds(), method, route, code)

@@ -109,8 +109,12 @@ func TestExposition(t *testing.T) {
 
 func TestAPIMiddleware(t *testing.T) {
 	r := NewRegistry()
-	api := NewAPI(r, func(req *http.Request) string { return "/cimi/machines/{id}" })
+	api := NewAPI(r, func(req *http.Request) string { return "unmatched" })
 	h := api.Middleware(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.Method != http.MethodPatch {
+			NameRoute(req, "/cimi/machines/{id}") // as the router that matched it does
+			NameRoute(req, "/cimi/other/{id}")    // a route that served part of it
+		}
 		if req.Method == http.MethodDelete {
 			w.WriteHeader(http.StatusConflict)
 			return
@@ -118,7 +122,7 @@ func TestAPIMiddleware(t *testing.T) {
 		w.(http.Flusher).Flush() // streaming passes through
 		io.WriteString(w, "ok")
 	}))
-	for _, m := range []string{"GET", "GET", "DELETE", "BREW"} {
+	for _, m := range []string{"GET", "GET", "DELETE", "BREW", "PATCH"} {
 		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(m, "/cimi/machines/1", nil))
 	}
 	var buf bytes.Buffer
@@ -128,12 +132,18 @@ func TestAPIMiddleware(t *testing.T) {
 		method, code string
 		want         float64
 	}{{"GET", "200", 2}, {"DELETE", "409", 1}, {"other", "200", 1}} {
+		if v, _ := value(t, fams, "cimid_http_requests_total", "method", tc.method, "code", tc.code, "route", "/cimi/machines/{id}"); v != tc.want {
+			t.Errorf("%s %s on the named route: %v, want %v", tc.method, tc.code, v, tc.want)
+		}
 		if v, _ := value(t, fams, "cimid_http_requests_total", "method", tc.method, "code", tc.code); v != tc.want {
 			t.Errorf("%s %s: %v, want %v", tc.method, tc.code, v, tc.want)
 		}
 		if v, _ := value(t, fams, "cimid_http_request_duration_seconds", "method", tc.method, "code", tc.code); v != tc.want {
 			t.Errorf("duration count %s %s: %v, want %v", tc.method, tc.code, v, tc.want)
 		}
+	}
+	if v, _ := value(t, fams, "cimid_http_requests_total", "method", "PATCH", "route", "unmatched"); v != 1 {
+		t.Errorf("a request no router named: %v, want 1 under the fallback's name", v)
 	}
 }
 
