@@ -319,3 +319,60 @@ func TestUnixPeer(t *testing.T) {
 		t.Fatalf("unix peer: %d %q, want %q", resp.StatusCode, b, want)
 	}
 }
+
+// blockingHandler is a log handler that holds every record until
+// released.
+type blockingHandler struct {
+	slog.Handler
+	release chan struct{}
+	logged  chan slog.Record
+}
+
+func (h *blockingHandler) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h *blockingHandler) Handle(_ context.Context, r slog.Record) error {
+	<-h.release
+	h.logged <- r
+	return nil
+}
+
+// A change's answer reaches the client before its audit line is written.
+func TestAnswerBeforeAuditTrail(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "s.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trail := &blockingHandler{release: make(chan struct{}), logged: make(chan slog.Record, 1)}
+	audit, err := OpenAudit("", slog.New(trail))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := New(Options{Dir: dir, SocketGID: -1, Audit: audit})
+	srv := &http.Server{ConnContext: ConnContext, Handler: a.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "8") // as every API answer has
+		w.WriteHeader(http.StatusAccepted)
+		io.WriteString(w, "accepted")
+	}))}
+	go srv.Serve(l)
+	defer srv.Close()
+	defer close(trail.release)
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", sock)
+	}}}
+	resp, err := c.Post("http://localhost/cimi/things", "application/json", strings.NewReader("{}"))
+	if err != nil {
+		t.Fatalf("the answer waited for the audit trail: %v", err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusAccepted || string(b) != "accepted" {
+		t.Fatalf("answer: %d %q %v", resp.StatusCode, b, err)
+	}
+	trail.release <- struct{}{}
+	if r := <-trail.logged; r.Message == "" {
+		t.Fatal("the change left no audit line")
+	}
+}
