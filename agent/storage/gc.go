@@ -66,11 +66,12 @@ func (s *Service) CheckPool(ctx context.Context) (PoolReport, error) {
 	if err != nil {
 		return rep, err
 	}
-	// A file is written only after its record and removed before it, so
-	// a file listed before the records were read, and still there after,
-	// is unknown for certain.
+	// A file is written only after its record (an empty volume's image,
+	// made while its record is committed, excepted: it is accounted for
+	// until it is in place) and removed before it, so a file listed before
+	// the records were read, and still there after, is unknown for certain.
 	for _, e := range entries {
-		if !accounted(e.Name(), prefixes) {
+		if !accounted(e.Name(), prefixes) && !s.madeAhead(e.Name()) {
 			if _, err := os.Lstat(filepath.Join(s.poolDir, e.Name())); err == nil {
 				rep.Unknown = append(rep.Unknown, e.Name())
 			}
@@ -104,6 +105,13 @@ func (s *Service) stillExpects(resource string) bool {
 		}
 	})
 	return err == nil && state != cimi.StateDeleting && state != cimi.StateCreating
+}
+
+// madeAhead reports whether a pool file is the image of an empty volume
+// being made while its record is committed.
+func (s *Service) madeAhead(name string) bool {
+	id, ok := scratchVolumeID(name)
+	return ok && s.ahead.making(id)
 }
 
 func accounted(name string, prefixes []string) bool {

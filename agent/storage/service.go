@@ -48,6 +48,8 @@ type Service struct {
 	now      func() time.Time
 	mkfs     filesystems
 
+	ahead ahead // empty volumes' images made while their records are committed
+
 	mu       sync.Mutex
 	machines Machines
 	reported map[string]bool // unknown pool files already logged
@@ -83,12 +85,16 @@ func (s *Service) machineOwner() Machines {
 	return s.machines
 }
 
-// Prepare makes the pool directory and the provider configurations exist.
-// The libvirt pool itself is defined by the Machine side. It runs before
-// Jobs are recovered.
+// Prepare makes the pool directory and the provider configurations exist,
+// and removes the partial images of volumes whose creation was never
+// recorded. The libvirt pool itself is defined by the Machine side. It
+// runs before Jobs are recovered and requests served.
 func (s *Service) Prepare(ctx context.Context) error {
 	if err := os.MkdirAll(s.poolDir, 0o711); err != nil {
 		return fmt.Errorf("create %s: %w", s.poolDir, err)
+	}
+	if err := s.removeUnrecordedScratch(); err != nil {
+		return err
 	}
 	return s.seedConfigs()
 }

@@ -317,7 +317,10 @@ func TestRestoreNeedsTheSnapshotsVolumes(t *testing.T) {
 
 // TestCheckPool runs the storage service alone to compare its pool with
 // its records.
-func TestCheckPool(t *testing.T) {
+// newServiceEnv serves the storage service alone, returned for its
+// methods, over a fresh state directory.
+func newServiceEnv(t *testing.T) (*storage.Service, *env) {
+	t.Helper()
 	dir := t.TempDir()
 	db, err := store.Open(filepath.Join(dir, "cimid.db"))
 	if err != nil {
@@ -340,7 +343,12 @@ func TestCheckPool(t *testing.T) {
 		t.Fatal(err)
 	}
 	core := &api.Core{Jobs: jobs}
-	e := &env{t: t, h: api.NewServer(log, core.Routes(), s.Routes()), drv: drv, dir: dir}
+	return s, &env{t: t, h: api.NewServer(log, core.Routes(), s.Routes()), drv: drv, dir: dir}
+}
+
+func TestCheckPool(t *testing.T) {
+	s, e := newServiceEnv(t)
+	ctx, dir := context.Background(), e.dir
 	v := e.volume(1024, "qcow2")
 	rep, err := s.CheckPool(ctx)
 	if err != nil || len(rep.Unknown)+len(rep.Missing) != 0 {
@@ -358,6 +366,40 @@ func TestCheckPool(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "pool", "stray.raw")); err != nil {
 		t.Fatalf("the check removed the stray file: %v", err)
+	}
+}
+
+// A volume's partial image without a record was made for a create whose
+// record was never committed: start-up removes it, and nothing else.
+func TestUnrecordedScratchRemovedAtStart(t *testing.T) {
+	s, e := newServiceEnv(t)
+	v := e.volume(1024, "qcow2")
+	pool := filepath.Join(e.dir, "pool")
+	orphan, own := "volume-"+job.NewID(), "volume-"+v[strings.LastIndex(v, "/")+1:]
+	files := map[string]bool{ // name -> kept
+		orphan + ".qcow2.part":                    false,
+		orphan + ".raw.part":                      false,
+		own + ".qcow2.part":                       true, // its create Job would make it again
+		orphan + ".qcow2":                         true, // a whole image: reported, never removed
+		orphan + ".vmdk.part":                     true, // not a name the agent makes
+		"volimage-" + job.NewID() + ".qcow2.part": true,
+	}
+	for name := range files {
+		if err := os.WriteFile(filepath.Join(pool, name), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Prepare(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for name, kept := range files {
+		_, err := os.Stat(filepath.Join(pool, name))
+		if got := err == nil; got != kept {
+			t.Errorf("%s: kept %v, want %v", name, got, kept)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(pool, own+".qcow2")); err != nil {
+		t.Errorf("the volume's own image: %v", err)
 	}
 }
 

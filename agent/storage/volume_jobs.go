@@ -44,6 +44,9 @@ func volumeFiles(v volumeRecord) []string {
 
 // removeVolume deletes a Volume's files, then its record.
 func (s *Service) removeVolume(ctx context.Context, v volumeRecord) error {
+	if err := s.ahead.discard(v.ID); err != nil {
+		return err
+	}
 	if err := removeFiles(volumeFiles(v)...); err != nil {
 		return err
 	}
@@ -88,6 +91,18 @@ func (s *Service) runCreateVolume(ctx context.Context, x *job.Exec) error {
 
 func (s *Service) makeVolumeFile(ctx context.Context, x *job.Exec, v volumeRecord) error {
 	tmp, mkfsTmp := v.Path+".part", v.Path+".mkfs.part"
+	made, err := s.ahead.take(ctx, v.ID)
+	if err != nil {
+		return err
+	}
+	if made {
+		err := os.Rename(tmp, v.Path)
+		s.ahead.forget(v.ID)
+		return err
+	}
+	if err := s.ahead.discard(v.ID); err != nil { // made ahead, but failed
+		return err
+	}
 	if err := removeFiles(tmp, mkfsTmp); err != nil {
 		return err
 	}

@@ -92,9 +92,18 @@ func (s *Service) createVolume(rq *api.Request) (api.Reply, error) {
 			if rec, err = s.newVolume(tx, id, body, t); err != nil {
 				return err
 			}
-			return records.Put(tx, kindVolumes, id, rec)
+			if err := records.Put(tx, kindVolumes, id, rec); err != nil {
+				return err
+			}
+			if rec.ImageID == "" && rec.Format == "" {
+				s.ahead.start(id, rec.Path+".part", rec.DiskFormat, rec.CapacityKiB*1024)
+			}
+			return nil
 		})
 	if err != nil {
+		if discardErr := s.ahead.discard(id); discardErr != nil {
+			s.log.Error("remove the partial image of a volume that was not created", "volume", id, "err", discardErr)
+		}
 		return api.Reply{}, err
 	}
 	return api.Reply{Status: http.StatusAccepted, Body: s.volumeDoc(rq.URLs, rec), Location: path, JobID: j.ID}, nil
