@@ -116,6 +116,24 @@ json.dump(buf, sys.stdout)
 	return merged
 }
 
+// TestCloudInitKeepsDefaultUser merges a credential's named user into a
+// cloud-config that lists no users: the image's default user is created
+// as well, as without the credential.
+func TestCloudInitKeepsDefaultUser(t *testing.T) {
+	source := cloudInitSource(t)
+	s := testSeed()
+	s.UserData = []byte("#cloud-config\nruncmd:\n  - [touch, /run/own]\n")
+	files, err := s.Files()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := mergeLikeCloudInit(t, source, files[1].Data)
+	users, _ := got["users"].([]any)
+	if len(users) != 2 || users[0] != "default" || users[1].(map[string]any)["name"] != "alice" {
+		t.Fatalf("users %v: want the default user and alice", users)
+	}
+}
+
 // TestCloudInitMergesCredential merges the cloud-config parts of combined
 // user data with cloud-init's own merging code: the user's users, keys
 // and commands stay, the credential's user and key are appended, and the
@@ -150,10 +168,11 @@ func TestCloudInitMergesCredential(t *testing.T) {
 					t.Errorf("users %v: want bob alone", users)
 				}
 			} else {
-				if len(users) != 3 || users[0].(map[string]any)["name"] != "bob" || users[1] != "default" {
-					t.Fatalf("users %v: want bob, then the credential's default and alice", users)
+				// The user listed bob alone: the default user stays out.
+				if len(users) != 2 || users[0].(map[string]any)["name"] != "bob" {
+					t.Fatalf("users %v: want bob, then the credential's alice", users)
 				}
-				alice := users[2].(map[string]any)
+				alice := users[1].(map[string]any)
 				if alice["name"] != "alice" || !reflect.DeepEqual(alice["ssh_authorized_keys"], []any{testKey}) || alice["passwd"] != s.PasswordHash {
 					t.Errorf("the credential's user after the merge: %v", alice)
 				}

@@ -31,8 +31,10 @@ type Seed struct {
 	// (UserName or SSHKeys) it is the user-data file as is; with one, the
 	// user-data file is a MIME multipart document of UserData's parts
 	// followed by the credential's #cloud-config, which cloud-init merges
-	// into UserData's own cloud-config (see MergeType). When UserData is
-	// empty, the user-data file is the credential's #cloud-config alone.
+	// into UserData's own cloud-config (see MergeType); the image's default
+	// user is kept unless that cloud-config lists users of its own. When
+	// UserData is empty, the user-data file is the credential's
+	// #cloud-config alone.
 	UserData []byte
 	// UserName, when set, is a user created with SSHKeys (and PasswordHash);
 	// otherwise SSHKeys go to the image's default user.
@@ -119,7 +121,7 @@ func (s Seed) hasUser() bool { return s.UserName != "" || len(s.SSHKeys) > 0 }
 func (s Seed) userData() ([]byte, error) {
 	switch {
 	case len(s.UserData) == 0:
-		return s.cloudConfig(), nil
+		return s.cloudConfig(true), nil
 	case !s.hasUser():
 		return s.UserData, nil
 	}
@@ -127,13 +129,22 @@ func (s Seed) userData() ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cloud-init seed: user data %w", err)
 	}
-	cred := newPart("text/cloud-config", credentialFile, s.cloudConfig(), [][2]string{{"Merge-Type", MergeType}})
+	// A user's cloud-config that lists users chose them: the credential's
+	// user joins them, and the image's default user comes back only if
+	// they list it.
+	listed := false
+	for _, p := range parts {
+		listed = listed || p.listsUsers()
+	}
+	cred := newPart("text/cloud-config", credentialFile, s.cloudConfig(!listed), [][2]string{{"Merge-Type", MergeType}})
 	return multipartDocument(append(parts, cred)), nil
 }
 
 // cloudConfig is the cloud-config of the credential: its keys (and
-// password) for the named user or the default one.
-func (s Seed) cloudConfig() []byte {
+// password) for the named user or the default one. A named user comes
+// with the image's default user when withDefault is set, as cloud-init
+// creates it when no users are listed.
+func (s Seed) cloudConfig(withDefault bool) []byte {
 	var b strings.Builder
 	b.WriteString("#cloud-config\n")
 	if s.Hostname != "" {
@@ -152,7 +163,9 @@ func (s Seed) cloudConfig() []byte {
 		return []byte(b.String())
 	}
 	b.WriteString("users:\n")
-	b.WriteString("  - default\n")
+	if withDefault {
+		b.WriteString("  - default\n")
+	}
 	b.WriteString("  - name: " + quote(s.UserName) + "\n")
 	b.WriteString("    sudo: " + quote("ALL=(ALL) NOPASSWD:ALL") + "\n")
 	b.WriteString("    shell: /bin/bash\n")

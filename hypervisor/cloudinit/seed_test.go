@@ -2,6 +2,7 @@ package cloudinit
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -243,5 +244,45 @@ func TestSeedReadsWithIsoinfo(t *testing.T) {
 	out, err = exec.Command("isoinfo", "-d", "-i", path).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "Volume id: cidata") || !strings.Contains(string(out), "Joliet with UCS level 3") {
 		t.Errorf("isoinfo -d: %v\n%s", err, out)
+	}
+}
+
+// The credential's user comes with the image's default user, unless the
+// user's own cloud-config lists users: then they chose, and the default
+// user comes back only if they list it.
+func TestCredentialKeepsTheUsersChoice(t *testing.T) {
+	b64 := base64.StdEncoding.EncodeToString([]byte("#cloud-config\nusers:\n  - name: bob\n"))
+	mimeDoc := func(encoding, body string) string {
+		return "MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/x-shellscript\n\n#!/bin/sh\n" +
+			"--b\nContent-Type: text/cloud-config\nContent-Transfer-Encoding: " + encoding + "\n\n" + body + "\n--b--\n"
+	}
+	for _, c := range []struct {
+		name, userData string
+		withDefault    bool
+	}{
+		{"no user data", "", true},
+		{"a script", "#!/bin/sh\necho hi\n", true},
+		{"cloud-config without users", "#cloud-config\nruncmd:\n  - [touch, /run/x]\n", true},
+		{"cloud-config whose users are nested or another key", "#cloud-config\nusers_extra: 1\nwrite_files:\n  - path: /etc/x\n    content: |\n      users: none\n", true},
+		{"cloud-config listing users", "#cloud-config\nusers:\n  - name: bob\n", false},
+		{"cloud-config listing no users at all", "#cloud-config\nusers : []\n", false},
+		{"cloud-config listing the default user", "#cloud-config\nusers:\n  - default\n  - name: bob\n", false},
+		{"a MIME part in base64 listing users", mimeDoc("base64", b64), false},
+		{"a MIME part in quoted-printable listing users", mimeDoc("quoted-printable", "#cloud-config\nusers=3A\n  - name: bob"), false},
+	} {
+		s := testSeed()
+		s.UserData = []byte(c.userData)
+		files, err := s.Files()
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		doc := string(files[1].Data)
+		credential := doc[strings.Index(doc, "#cloud-config\nhostname: \"web-1\""):]
+		if got := strings.Contains(credential, "users:\n  - default\n  - name: \"alice\""); got != c.withDefault {
+			t.Errorf("%s: the credential brings the default user: %v, want %v\n%s", c.name, got, c.withDefault, credential)
+		}
+		if !strings.Contains(credential, "  - name: \"alice\"") {
+			t.Errorf("%s: the credential's user is missing:\n%s", c.name, credential)
+		}
 	}
 }

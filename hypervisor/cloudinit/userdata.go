@@ -11,6 +11,7 @@ import (
 	"io"
 	"mime"
 	"mime/multipart"
+	"mime/quotedprintable"
 	"net/mail"
 	"net/textproto"
 	"sort"
@@ -91,6 +92,50 @@ func CheckUserData(data []byte) error {
 type part struct {
 	header [][2]string
 	body   []byte
+}
+
+// listsUsers tells whether the part is cloud-config that sets the
+// top-level key users. Block-style YAML, which cloud-config is written
+// in, puts top-level keys at the start of a line.
+func (p part) listsUsers() bool {
+	var ctype, encoding string
+	for _, f := range p.header {
+		switch textproto.CanonicalMIMEHeaderKey(f[0]) {
+		case "Content-Type":
+			ctype = f[1]
+		case "Content-Transfer-Encoding":
+			encoding = strings.ToLower(strings.TrimSpace(f[1]))
+		}
+	}
+	if mediaType, _, err := mime.ParseMediaType(ctype); err != nil || mediaType != "text/cloud-config" {
+		return false
+	}
+	body := p.body
+	switch encoding {
+	case "base64":
+		decoded, err := io.ReadAll(base64.NewDecoder(base64.StdEncoding, newlineless(body)))
+		if err != nil {
+			return false
+		}
+		body = decoded
+	case "quoted-printable":
+		decoded, err := io.ReadAll(quotedprintable.NewReader(bytes.NewReader(body)))
+		if err != nil {
+			return false
+		}
+		body = decoded
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if rest, ok := strings.CutPrefix(line, "users"); ok && strings.HasPrefix(strings.TrimLeft(rest, " \t"), ":") {
+			return true
+		}
+	}
+	return false
+}
+
+// newlineless reads data without its line breaks.
+func newlineless(data []byte) io.Reader {
+	return strings.NewReader(strings.NewReplacer("\r", "", "\n", "").Replace(string(data)))
 }
 
 // userParts turns user data into the parts it contributes to a multipart
