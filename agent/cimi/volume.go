@@ -22,7 +22,10 @@ type Volume struct {
 	Format string `json:"format,omitempty" xml:"format,omitempty"`
 	// Shareable (extension) tells whether the volume may be attached to
 	// several Machines at once.
-	Shareable  *bool       `json:"shareable,omitempty" xml:"shareable,omitempty"`
+	Shareable *bool `json:"shareable,omitempty" xml:"shareable,omitempty"`
+	// Machines (extension, read-only) are the Machines the volume is
+	// attached to.
+	Machines   []Ref       `json:"machines,omitempty" xml:"machine,omitempty"`
 	Operations []Operation `json:"operations,omitempty" xml:"operation,omitempty"`
 	Extra      Extra       `json:"-" xml:",any"`
 }

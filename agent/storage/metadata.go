@@ -31,7 +31,8 @@ func (s *Service) metadata() []cimi.ResourceMetadata {
 			Attributes: []cimi.AttributeMeta{{Name: "state", Required: true}, {Name: "type", Required: true},
 				{Name: "capacity", Required: true, Description: "KiB; a PUT with a larger capacity grows the volume, a smaller one is refused"},
 				{Name: "bootable"}, {Name: "images"}, diskFormatAttribute, shareableAttribute,
-				extAttribute("format", "string", "file system made on the volume when it was created; absent when unformatted")},
+				extAttribute("format", "string", "file system made on the volume when it was created; absent when unformatted"),
+				extAttribute("machines", "array", "read-only: references to the Machines the volume is attached to, in the order they attached it")},
 			Capabilities: []cimi.Capability{
 				capability("Volume", "SharedVolumeSupport", "true", "a volume created with shareable true (raw) attaches to several Machines at once; other volumes attach to one Machine at a time"),
 				capability("Volume", "VolumeConfigByValue", "true", ""),

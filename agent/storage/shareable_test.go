@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -207,6 +208,9 @@ func TestShareableVolumeOnTwoMachines(t *testing.T) {
 	}
 	if opHref(e.get(v), "delete") != "" {
 		t.Fatalf("an attached volume offers delete: %v", e.get(v))
+	}
+	if got := e.get(v)["machines"]; !reflect.DeepEqual(got, []any{map[string]any{"href": m1}, map[string]any{"href": m2}}) {
+		t.Fatalf("the shared volume lists machines %v, want %s and %s", got, m1, m2)
 	}
 	e.deleteNames(v, machines, machines)
 	e.refused("attach twice to one machine", e.do(http.MethodPost, m1+"/volumes", map[string]any{"volume": map[string]any{"href": v}}),

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -247,8 +248,11 @@ func TestAttachResizeSnapshotAndDeleteOnFake(t *testing.T) {
 	if n := e.get(m + "/volumes")["count"].(float64); n != 1 {
 		t.Fatalf("%v volumes after a failed attach", n)
 	}
-	if opHref(e.get(w), "delete") == "" {
+	if opHref(e.get(w), "delete") == "" || e.get(w)["machines"] != nil {
 		t.Fatalf("volume of a failed attach is still in use: %v", e.get(w))
+	}
+	if got := e.get(v)["machines"]; !reflect.DeepEqual(got, []any{map[string]any{"href": m}}) {
+		t.Fatalf("the attached volume lists machines %v, want %s", got, m)
 	}
 
 	// online resize goes through the hypervisor
@@ -288,7 +292,7 @@ func TestAttachResizeSnapshotAndDeleteOnFake(t *testing.T) {
 		t.Fatalf("snapshot of a deleted machine: %d", r.status)
 	}
 	for _, vol := range []string{v, w} {
-		if doc := e.get(vol); doc["state"] != "AVAILABLE" || opHref(doc, "delete") == "" {
+		if doc := e.get(vol); doc["state"] != "AVAILABLE" || opHref(doc, "delete") == "" || doc["machines"] != nil {
 			t.Fatalf("volume of a deleted machine: %v", doc)
 		}
 		e.ok("delete volume", e.do(http.MethodDelete, vol, nil))

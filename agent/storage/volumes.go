@@ -52,6 +52,11 @@ func (s *Service) volumeDoc(urls api.URLs, v volumeRecord) *cimi.Volume {
 		Format:     v.Format,
 		Shareable:  boolPtr(v.Shareable),
 	}
+	for _, u := range v.Users {
+		if u.Attached() {
+			d.Machines = append(d.Machines, cimi.Ref{Href: urls.Abs("machines/" + u.Machine)})
+		}
+	}
 	if v.State != cimi.StateDeleting {
 		d.Operations = append(d.Operations, cimi.Operation{Rel: cimi.RelEdit, Href: d.ID})
 	}
