@@ -14,7 +14,10 @@ import (
 	"cimid/store"
 )
 
-func TestJobWaitPreference(t *testing.T) {
+// startRunner runs a Job runner with kinds over a fresh store until the
+// test ends, when it calls release first, to let blocked Jobs end.
+func startRunner(t *testing.T, kinds map[string]job.Kind, release func()) (*job.Runner, *slog.Logger) {
+	t.Helper()
 	db, err := store.Open(filepath.Join(t.TempDir(), "s.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -22,26 +25,33 @@ func TestJobWaitPreference(t *testing.T) {
 	t.Cleanup(func() { db.Close() })
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	runner := job.NewRunner(db, log, job.Options{})
+	for name, k := range kinds {
+		runner.Register(name, k)
+	}
+	if err := runner.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		release()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		runner.Shutdown(ctx)
+	})
+	return runner, log
+}
+
+func TestJobWaitPreference(t *testing.T) {
 	release := make(chan struct{})
 	var once sync.Once
 	end := func() { once.Do(func() { close(release) }) }
-	runner.Register("block", job.Kind{Resumable: true, Run: func(ctx context.Context, x *job.Exec) error {
+	runner, log := startRunner(t, map[string]job.Kind{"block": {Resumable: true, Run: func(ctx context.Context, x *job.Exec) error {
 		select {
 		case <-release:
 			return nil
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-	}})
-	if err := runner.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		end()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		runner.Shutdown(ctx)
-	})
+	}}}, end)
 	core := &Core{Name: "t", Jobs: runner}
 	s := NewServer(log, core.Routes())
 	rec, err := runner.Submit(job.Record{Kind: "block", Target: "things/1", Locks: []string{"things/1"}}, nil)

@@ -4,10 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
-	"log/slog"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -15,7 +12,6 @@ import (
 
 	"cimid/agent/cimi"
 	"cimid/agent/job"
-	"cimid/store"
 )
 
 // thingService makes "things" with a Job each: the Job names the thing
@@ -85,24 +81,9 @@ func (t *thingService) run(ctx context.Context, x *job.Exec) error {
 }
 
 func TestSynchronousAnswer(t *testing.T) {
-	db, err := store.Open(filepath.Join(t.TempDir(), "s.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	runner := job.NewRunner(db, log, job.Options{})
-	things := &thingService{jobs: runner, names: map[string]string{}, release: make(chan struct{})}
-	runner.Register("make", job.Kind{Resumable: true, Run: things.run})
-	if err := runner.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		close(things.release)
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		runner.Shutdown(ctx)
-	})
+	things := &thingService{names: map[string]string{}, release: make(chan struct{})}
+	runner, log := startRunner(t, map[string]job.Kind{"make": {Resumable: true, Run: things.run}}, func() { close(things.release) })
+	things.jobs = runner
 	s := NewServer(log, things.Routes())
 	s.AnswerWhenDone(runner)
 

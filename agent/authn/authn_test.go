@@ -290,24 +290,31 @@ func TestPlainTCPRefused(t *testing.T) {
 	}
 }
 
-func TestUnixPeer(t *testing.T) {
-	dir := t.TempDir()
+// serveUnix serves h on a unix socket in dir until the test ends and
+// returns a client of it.
+func serveUnix(t *testing.T, dir string, h http.Handler) *http.Client {
+	t.Helper()
 	sock := filepath.Join(dir, "s.sock")
 	l, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := New(Options{Dir: dir, SocketGID: -1})
-	srv := &http.Server{ConnContext: ConnContext, Handler: a.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, _ := IdentityFrom(r.Context())
-		io.WriteString(w, id.String())
-	}))}
+	srv := &http.Server{ConnContext: ConnContext, Handler: h}
 	go srv.Serve(l)
-	defer srv.Close()
-	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+	t.Cleanup(func() { srv.Close() })
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", sock)
 	}}}
+}
+
+func TestUnixPeer(t *testing.T) {
+	dir := t.TempDir()
+	a := New(Options{Dir: dir, SocketGID: -1})
+	c := serveUnix(t, dir, a.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, _ := IdentityFrom(r.Context())
+		io.WriteString(w, id.String())
+	})))
 	resp, err := c.Get("http://localhost/")
 	if err != nil {
 		t.Fatal(err)
@@ -339,29 +346,18 @@ func (h *blockingHandler) Handle(_ context.Context, r slog.Record) error {
 // A change's answer reaches the client before its audit line is written.
 func TestAnswerBeforeAuditTrail(t *testing.T) {
 	dir := t.TempDir()
-	sock := filepath.Join(dir, "s.sock")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
 	trail := &blockingHandler{release: make(chan struct{}), logged: make(chan slog.Record, 1)}
 	audit, err := OpenAudit("", slog.New(trail))
 	if err != nil {
 		t.Fatal(err)
 	}
 	a := New(Options{Dir: dir, SocketGID: -1, Audit: audit})
-	srv := &http.Server{ConnContext: ConnContext, Handler: a.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	c := serveUnix(t, dir, a.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Length", "8") // as every API answer has
 		w.WriteHeader(http.StatusAccepted)
 		io.WriteString(w, "accepted")
-	}))}
-	go srv.Serve(l)
-	defer srv.Close()
+	})))
 	defer close(trail.release)
-	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", sock)
-	}}}
 	resp, err := c.Post("http://localhost/cimi/things", "application/json", strings.NewReader("{}"))
 	if err != nil {
 		t.Fatalf("the answer waited for the audit trail: %v", err)
