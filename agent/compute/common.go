@@ -20,27 +20,9 @@ func newMeta(id, name, description string, props map[string]string, now time.Tim
 	return resource.NewMeta(id, name, description, props, now)
 }
 
-// applyUpdate applies a PUT body's writable common attributes to m,
-// refusing $select names that are not writable.
-func applyUpdate(m *meta, body cimi.Common, selected []string, now time.Time) error {
-	if err := resource.CheckSelected(selected); err != nil {
-		return err
-	}
-	return resource.ApplyUpdate(m, body, selected, now)
-}
-
-// selectedAttrs parses $select on a PUT; nil means a full update.
-func selectedAttrs(rq *api.Request) []string {
-	names, _ := resource.Selected(rq)
-	return names
-}
-
-// backend is how this package's kinds are served: a PUT's $select is
-// checked with the record it changes.
+// backend is how this package's kinds are served.
 func (s *Service) backend() resource.Backend {
-	return resource.Backend{DB: s.db, Jobs: s.jobs, Now: func() time.Time { return s.now() },
-		Select: func(rq *api.Request) ([]string, error) { return selectedAttrs(rq), nil },
-		Apply:  applyUpdate}
+	return resource.Backend{DB: s.db, Jobs: s.jobs, Now: func() time.Time { return s.now() }}
 }
 
 // syncUpdate performs a PUT whose change is immediate, recording a finished

@@ -2,6 +2,7 @@ package compute
 
 import (
 	"cimid/agent/records"
+	"cimid/agent/resource"
 	"errors"
 	"fmt"
 	"net/http"
@@ -143,13 +144,17 @@ func (s *Service) updateMachine(rq *api.Request) (api.Reply, error) {
 	if err := rq.Decode(&body, "Machine"); err != nil {
 		return api.Reply{}, err
 	}
+	selected, err := resource.UpdateSelection(rq)
+	if err != nil {
+		return api.Reply{}, err
+	}
 	id := rq.Vars["id"]
 	return s.syncUpdate(rq, machinePath(id), func(tx *store.Tx) error {
 		m, err := records.Get[machineRecord](tx, kindMachines, id, "Machine")
 		if err != nil {
 			return err
 		}
-		if err := applyUpdate(&m.meta, body.Common, selectedAttrs(rq), s.now()); err != nil {
+		if err := resource.ApplyUpdate(&m.meta, body.Common, selected, s.now()); err != nil {
 			return err
 		}
 		return records.Put(tx, kindMachines, id, m)

@@ -10,8 +10,6 @@
 package network
 
 import (
-	"slices"
-	"strings"
 	"time"
 
 	"cimid/agent/api"
@@ -175,31 +173,9 @@ func newMeta(id, name, description string, props map[string]string, now time.Tim
 	return resource.NewMeta(id, name, description, props, now)
 }
 
-// applyUpdate applies a PUT body's writable common attributes to m, with
-// $select only the attributes it names; a name is kept without the space
-// around it.
-func applyUpdate(m *meta, body cimi.Common, selected []string, now time.Time) error {
-	if err := resource.CheckSelected(selected); err != nil {
-		return err
-	}
-	if err := resource.ApplyUpdate(m, body, selected, now); err != nil {
-		return err
-	}
-	if selected == nil || slices.Contains(selected, "name") {
-		m.Name = strings.TrimSpace(m.Name)
-	}
-	return nil
-}
-
-// backend is how this package's kinds are served: a PUT's $select is
-// checked with the record it changes.
+// backend is how this package's kinds are served.
 func (s *Service) backend() resource.Backend {
-	return resource.Backend{DB: s.db, Jobs: s.jobs, Now: func() time.Time { return s.now() },
-		Select: func(rq *api.Request) ([]string, error) {
-			names, _ := resource.Selected(rq)
-			return names, nil
-		},
-		Apply: applyUpdate}
+	return resource.Backend{DB: s.db, Jobs: s.jobs, Now: func() time.Time { return s.now() }}
 }
 
 // collection renders a list of member documents.

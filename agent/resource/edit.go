@@ -31,6 +31,21 @@ func Selected(rq *api.Request) (names []string, present bool) {
 	return names, true
 }
 
+// UpdateSelection reads and checks the $select of a PUT, before anything
+// is read or changed: nil asks for a full update; any $select, even one
+// naming nothing, a partial one of the attributes it names. Names other
+// than the common writable attributes and extra are refused.
+func UpdateSelection(rq *api.Request, extra ...string) ([]string, error) {
+	names, present := Selected(rq)
+	if !present {
+		return nil, nil
+	}
+	if err := CheckSelected(names, extra...); err != nil {
+		return nil, err
+	}
+	return append([]string{}, names...), nil
+}
+
 // CheckSelected refuses $select names other than the common writable
 // attributes and extra (those writable on one type only).
 func CheckSelected(selected []string, extra ...string) error {
@@ -46,8 +61,10 @@ func CheckSelected(selected []string, extra ...string) error {
 // ApplyUpdate applies a PUT body's writable common attributes to m. With
 // selected nil every one changes; otherwise only those it names, and the
 // body carrying others is an error, as the standard says for partial
-// updates. Names outside the common ones are left to the caller.
+// updates. Names outside the common ones are left to the caller. A name
+// is kept without the space around it, as on create.
 func ApplyUpdate(m *Meta, body cimi.Common, selected []string, now time.Time) error {
+	body.Name = strings.TrimSpace(body.Name)
 	if selected == nil {
 		m.Name, m.Description, m.Properties = body.Name, body.Description, body.Properties
 	} else {

@@ -13,17 +13,11 @@ import (
 )
 
 // Backend is what the kinds of one resource package share: the store, the
-// Job runner, the clock, and the package's rules for a PUT of the common
-// attributes.
+// Job runner and the clock.
 type Backend struct {
 	DB   *store.DB
 	Jobs *job.Runner
 	Now  func() time.Time
-	// Select reads a PUT's $select before the change is made; nil asks
-	// for a full update.
-	Select func(rq *api.Request) ([]string, error)
-	// Apply writes a PUT body's common attributes into a record's Meta.
-	Apply func(m *Meta, body cimi.Common, selected []string, now time.Time) error
 }
 
 // Kind serves a store kind whose records change only through the API and
@@ -125,14 +119,14 @@ func (k Kind[T, D]) Update(rq *api.Request) (api.Reply, error) {
 		return api.Reply{}, err
 	}
 	body := commonOf(&doc)
-	selected, err := k.Select(rq)
+	selected, err := UpdateSelection(rq)
 	if err != nil {
 		return api.Reply{}, err
 	}
 	id := rq.Vars["id"]
 	return Edited(k.Jobs, k.Kind+"/"+id, func(tx *store.Tx) error {
 		return records.Edit(tx, k.Kind, id, k.Type, func(rec *T) error {
-			return k.Apply(k.Meta(rec), body, selected, k.Now())
+			return ApplyUpdate(k.Meta(rec), body, selected, k.Now())
 		})
 	})
 }

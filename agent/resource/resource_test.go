@@ -52,6 +52,37 @@ func TestCheckSelected(t *testing.T) {
 	}
 }
 
+// Every PUT reads its $select by one rule: none is a full update; any,
+// even one naming nothing, a partial update of what it names; a name that
+// cannot be updated is refused before anything is read.
+func TestUpdateSelection(t *testing.T) {
+	for _, c := range []struct {
+		query string
+		want  []string // nil: a full update
+		bad   bool
+	}{
+		{"", nil, false},
+		{"?$select=", []string{}, false},
+		{"?$select=name,properties", []string{"name", "properties"}, false},
+		{"?$select=capacity", nil, true},
+		{"?$select=name,state", nil, true},
+	} {
+		got, err := UpdateSelection(putRequest(t, c.query))
+		if c.bad {
+			if !errdefs.Is(err, errdefs.Invalid) {
+				t.Errorf("%q: got %q %v, want it refused", c.query, got, err)
+			}
+			continue
+		}
+		if err != nil || (got == nil) != (c.want == nil) || strings.Join(got, ",") != strings.Join(c.want, ",") {
+			t.Errorf("%q: got %q %v, want %q", c.query, got, err, c.want)
+		}
+	}
+	if got, err := UpdateSelection(putRequest(t, "?$select=capacity"), "capacity"); err != nil || len(got) != 1 {
+		t.Errorf("an extra writable attribute: %q %v", got, err)
+	}
+}
+
 func TestApplyUpdate(t *testing.T) {
 	now := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
 	old := Meta{ID: "1", Name: "old", Description: "was", Properties: map[string]string{"a": "b"}}
@@ -77,6 +108,20 @@ func TestApplyUpdate(t *testing.T) {
 	if !errdefs.Is(err, errdefs.Invalid) || m.Name != "old" {
 		t.Fatalf("a body carrying an attribute $select does not name: %v, %+v", err, m)
 	}
+
+	// a $select naming nothing changes nothing
+	m = old
+	if err := ApplyUpdate(&m, cimi.Common{}, []string{}, now); err != nil || m.Name != "old" || m.Description != "was" || m.Properties["a"] != "b" {
+		t.Fatalf("an empty $select: %v, %+v", err, m)
+	}
+
+	// a name is kept without the space around it, as on create
+	for _, selected := range [][]string{nil, {"name"}} {
+		m = old
+		if err := ApplyUpdate(&m, cimi.Common{Name: "  spaced \t"}, selected, now); err != nil || m.Name != "spaced" {
+			t.Fatalf("a name with spaces (selected %q): %v, %q", selected, err, m.Name)
+		}
+	}
 }
 
 // thing is a record of the test kind.
@@ -95,12 +140,7 @@ func TestKind(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(t.Output(), nil))
 	now := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
 	k := Kind[thing, cimi.Credential]{
-		Backend: Backend{DB: db, Jobs: job.NewRunner(db, log, job.Options{}), Now: func() time.Time { return now },
-			Select: func(rq *api.Request) ([]string, error) {
-				names, _ := Selected(rq)
-				return names, CheckSelected(names)
-			},
-			Apply: ApplyUpdate},
+		Backend: Backend{DB: db, Jobs: job.NewRunner(db, log, job.Options{}), Now: func() time.Time { return now }},
 		Kind: "credentials", Type: "Credential", MemberKey: "credentials",
 		Doc: func(u api.URLs, c thing) *cimi.Credential {
 			return &cimi.Credential{Common: CommonDoc(u, "Credential", "credentials/"+c.ID, c.Meta), UserName: c.User}

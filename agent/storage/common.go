@@ -20,26 +20,9 @@ func newMeta(id, name, description string, props map[string]string, now time.Tim
 	return resource.NewMeta(id, name, description, props, now)
 }
 
-// selectedAttrs parses $select on a PUT: nil means a full update, any
-// $select a partial one (even naming nothing). Names outside the common
-// writable ones and extra are refused.
-func selectedAttrs(rq *api.Request, extra ...string) ([]string, error) {
-	names, present := resource.Selected(rq)
-	if !present {
-		return nil, nil
-	}
-	if err := resource.CheckSelected(names, extra...); err != nil {
-		return nil, err
-	}
-	return append([]string{}, names...), nil
-}
-
-// backend is how this package's kinds are served: a PUT's $select is
-// checked before anything is read.
+// backend is how this package's kinds are served.
 func (s *Service) backend() resource.Backend {
-	return resource.Backend{DB: s.db, Jobs: s.jobs, Now: func() time.Time { return s.now() },
-		Select: func(rq *api.Request) ([]string, error) { return selectedAttrs(rq) },
-		Apply:  resource.ApplyUpdate}
+	return resource.Backend{DB: s.db, Jobs: s.jobs, Now: func() time.Time { return s.now() }}
 }
 
 // syncUpdate performs a PUT whose change is immediate, recording a finished

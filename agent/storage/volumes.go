@@ -184,7 +184,7 @@ func (s *Service) updateVolume(rq *api.Request) (api.Reply, error) {
 	if err := rq.Decode(&body, "Volume"); err != nil {
 		return api.Reply{}, err
 	}
-	selected, err := selectedAttrs(rq, "capacity")
+	selected, err := resource.UpdateSelection(rq, "capacity")
 	if err != nil {
 		return api.Reply{}, err
 	}

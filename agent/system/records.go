@@ -2,12 +2,10 @@ package system
 
 import (
 	"encoding/json"
-	"strings"
 	"time"
 
 	"cimid/agent/api"
 	"cimid/agent/cimi"
-	"cimid/agent/errdefs"
 	"cimid/agent/job"
 	"cimid/agent/records"
 	"cimid/agent/resource"
@@ -129,34 +127,6 @@ func collection(urls api.URLs, typeName, path, memberKey string, members []any, 
 	c := resource.Collection(urls, typeName, path, memberKey, members, false)
 	c.Operations = ops
 	return c
-}
-
-// applyUpdate applies a PUT body's writable common attributes to m. With
-// $select only the attributes it names change.
-func applyUpdate(rq *api.Request, m *meta, body cimi.Common, now time.Time) error {
-	selected, partial := rq.URL.Query()["$select"]
-	if !partial {
-		m.Name, m.Description, m.Properties = strings.TrimSpace(body.Name), body.Description, body.Properties
-	} else {
-		for _, part := range strings.Split(strings.Join(selected, ","), ",") {
-			switch a := strings.TrimSpace(part); a {
-			case "":
-			case "name":
-				m.Name = strings.TrimSpace(body.Name)
-			case "description":
-				m.Description = body.Description
-			case "properties":
-				m.Properties = body.Properties
-			default:
-				return errdefs.Invalidf("$select names %q, which cannot be updated (writable: name, description, properties)", a)
-			}
-		}
-	}
-	if len(m.Properties) == 0 {
-		m.Properties = nil
-	}
-	m.Updated = now
-	return nil
 }
 
 // syncUpdate performs a change made at once, recording a finished Job.

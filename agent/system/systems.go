@@ -15,6 +15,7 @@ import (
 	"cimid/agent/compute"
 	"cimid/agent/errdefs"
 	"cimid/agent/job"
+	"cimid/agent/resource"
 	"cimid/store"
 )
 
@@ -151,13 +152,17 @@ func (s *Service) updateSystem(rq *api.Request) (api.Reply, error) {
 	if err := rq.Decode(&body, "System"); err != nil {
 		return api.Reply{}, err
 	}
+	selected, err := resource.UpdateSelection(rq)
+	if err != nil {
+		return api.Reply{}, err
+	}
 	id := rq.Vars["id"]
 	return s.syncUpdate(systemPath(id), func(tx *store.Tx) error {
 		rec, err := records.Get[systemRecord](tx, kindSystems, id, "System")
 		if err != nil {
 			return err
 		}
-		if err := applyUpdate(rq, &rec.meta, body.Common, s.now()); err != nil {
+		if err := resource.ApplyUpdate(&rec.meta, body.Common, selected, s.now()); err != nil {
 			return err
 		}
 		return records.Put(tx, kindSystems, id, rec)

@@ -17,6 +17,7 @@ import (
 	"cimid/agent/cimi"
 	"cimid/agent/errdefs"
 	"cimid/agent/job"
+	"cimid/agent/resource"
 	"cimid/ovf"
 	"cimid/store"
 )
@@ -88,6 +89,10 @@ func (s *Service) updateTemplate(rq *api.Request) (api.Reply, error) {
 	if err := rq.Decode(&body, "SystemTemplate"); err != nil {
 		return api.Reply{}, err
 	}
+	selected, err := resource.UpdateSelection(rq)
+	if err != nil {
+		return api.Reply{}, err
+	}
 	id := rq.Vars["id"]
 	return s.syncUpdate(templatePath(id), func(tx *store.Tx) error {
 		t, err := records.Get[templateRecord](tx, kindTemplates, id, "SystemTemplate")
@@ -97,7 +102,7 @@ func (s *Service) updateTemplate(rq *api.Request) (api.Reply, error) {
 		if body.ImportImage != "" && body.ImportImage != t.ImportImage {
 			return errdefs.Invalidf("importImage cannot be changed; make a new SystemTemplate from the other package")
 		}
-		if err := applyUpdate(rq, &t.meta, body.Common, s.now()); err != nil {
+		if err := resource.ApplyUpdate(&t.meta, body.Common, selected, s.now()); err != nil {
 			return err
 		}
 		return records.Put(tx, kindTemplates, id, t)
