@@ -387,13 +387,25 @@ func volumeColumns(key string) []column {
 	switch key {
 	case "volumes":
 		return []column{{"CAPACITY", memoryColumn("capacity")}, {"DISK FORMAT", stringColumn("diskFormat")}, {"FORMAT", stringColumn("format")},
-			{"SHAREABLE", shareableColumn}}
+			{"SHAREABLE", shareableColumn}, {"MACHINES", machinesColumn}}
 	case "volumeImages":
 		return []column{{"CAPACITY", memoryColumn("capacity")}, {"VOLUME", refColumn("volume")}}
 	case "volumeConfigs":
 		return []column{{"CAPACITY", memoryColumn("capacity")}, {"DISK FORMAT", stringColumn("diskFormat")}, {"FORMAT", stringColumn("format")}}
 	}
 	return nil
+}
+
+// machinesColumn lists the machines a volume is attached to, by their
+// ids.
+func machinesColumn(r *cimiclient.Resource, _ view) string {
+	var ids []string
+	for _, m := range r.Objects("machines") {
+		if href, _ := m["href"].(string); href != "" {
+			ids = append(ids, cimiclient.LastSegment(href))
+		}
+	}
+	return strings.Join(ids, ",")
 }
 
 // shareableColumn shows "yes" for a volume that attaches to several

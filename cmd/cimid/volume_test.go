@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -928,6 +929,13 @@ func TestShareableVolumeOnTwoRunningMachines(t *testing.T) {
 		if len(mvs) != 1 || href(mvs[0], "volume") != v || mvs[0]["state"] != "ATTACHED" {
 			t.Fatalf("volumes of %s: %v", lastSegment(m), mvs)
 		}
+	}
+	// the volume names both, in the order they attached it
+	if got := d.get(v).JSON(t)["machines"]; !reflect.DeepEqual(got, []any{map[string]any{"href": a}, map[string]any{"href": b}}) {
+		t.Fatalf("machines of the shared volume: %v", got)
+	}
+	if list := d.cli(bin, false, "volume", "list"); !strings.Contains(list, "MACHINES") || !strings.Contains(list, lastSegment(a)+","+lastSegment(b)) {
+		t.Fatalf("volume list:\n%s", list)
 	}
 
 	// a volume that is not shareable stays with one Machine
