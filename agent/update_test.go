@@ -1,59 +1,40 @@
-package agent
+package agent_test
 
 import (
-	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"net/http"
-	"path/filepath"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
-	"cimid/hypervisor"
+	"cimid/agent"
+	"cimid/agent/agenttest"
 	"cimid/hypervisor/fake"
 )
 
 // TestOneUpdateRule PUTs to a resource of each family the agent serves:
 // every one reads $select by the same rule.
 func TestOneUpdateRule(t *testing.T) {
-	dir := t.TempDir()
 	drv := fake.New()
 	t.Cleanup(func() { drv.Close() })
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := New(ctx, Config{StateDir: dir, Socket: filepath.Join(dir, "s.sock"), DomainType: hypervisor.DomainQEMU}, drv, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ready, done := make(chan struct{}), make(chan error, 1)
-	go func() { done <- a.Run(ctx, func() { close(ready) }) }()
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("agent stopped: %v", err)
-	}
-	t.Cleanup(func() { cancel(); <-done })
-	c := unixClient(filepath.Join(dir, "s.sock"))
+	h, _ := agenttest.Start(t, agent.Config{StateDir: t.TempDir()}, drv, nil)
 	put := func(path, body string) (int, map[string]any) {
 		t.Helper()
-		req, _ := http.NewRequest(http.MethodPut, "http://localhost/cimi/"+path, strings.NewReader(body))
+		req := httptest.NewRequest(http.MethodPut, "http://localhost/cimi/"+path, strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
-		resp, err := c.Do(req)
-		if err != nil {
-			t.Fatalf("PUT %s: %v", path, err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
 		var doc map[string]any
-		json.Unmarshal(b, &doc)
-		return resp.StatusCode, doc
+		json.Unmarshal(rec.Body.Bytes(), &doc)
+		return rec.Code, doc
 	}
 	read := func(path string) map[string]any {
 		t.Helper()
-		code, _, body := get(t, c, "/cimi/"+path)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "http://localhost/cimi/"+path, nil))
 		var doc map[string]any
-		if err := json.Unmarshal([]byte(body), &doc); code != http.StatusOK || err != nil {
-			t.Fatalf("GET %s: %d %s", path, code, body)
+		if err := json.Unmarshal(rec.Body.Bytes(), &doc); rec.Code != http.StatusOK || err != nil {
+			t.Fatalf("GET %s: %d %s", path, rec.Code, rec.Body)
 		}
 		return doc
 	}

@@ -141,7 +141,7 @@ func TestKind(t *testing.T) {
 	now := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
 	k := Kind[thing, cimi.Credential]{
 		Backend: Backend{DB: db, Jobs: job.NewRunner(db, log, job.Options{}), Now: func() time.Time { return now }},
-		Kind: "credentials", Type: "Credential", MemberKey: "credentials",
+		Kind:    "credentials", Type: "Credential", MemberKey: "credentials",
 		Doc: func(u api.URLs, c thing) *cimi.Credential {
 			return &cimi.Credential{Common: CommonDoc(u, "Credential", "credentials/"+c.ID, c.Meta), UserName: c.User}
 		},

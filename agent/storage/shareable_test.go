@@ -1,7 +1,6 @@
 package storage_test
 
 import (
-	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -9,11 +8,11 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"cimid/agent"
+	"cimid/agent/agenttest"
 	"cimid/hypervisor"
 	"cimid/hypervisor/fake"
 )
@@ -24,30 +23,8 @@ import (
 func startEnv(t *testing.T, dir string, drv *fake.Driver) (*env, func()) {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	ctx, cancel := context.WithCancel(context.Background())
-	cfg := agent.Config{StateDir: dir, Socket: filepath.Join(dir, "s.sock"), DomainType: hypervisor.DomainQEMU, DrainTimeout: 100 * time.Millisecond}
-	a, err := agent.New(ctx, cfg, drv, log)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	ready, done := make(chan struct{}), make(chan error, 1)
-	go func() { done <- a.Run(ctx, func() { close(ready) }) }()
-	select {
-	case <-ready:
-	case err := <-done:
-		cancel()
-		t.Fatalf("agent stopped: %v", err)
-	}
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			<-done
-		})
-	}
-	t.Cleanup(stop)
-	return &env{t: t, h: a.Handler(), drv: drv, dir: dir}, stop
+	h, stop := agenttest.Start(t, agent.Config{StateDir: dir, DrainTimeout: 100 * time.Millisecond}, drv, log)
+	return &env{t: t, h: h, drv: drv, dir: dir}, stop
 }
 
 func (e *env) shareable(capacity int64) string {

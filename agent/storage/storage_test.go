@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"cimid/agent"
 	"cimid/agent/api"
 	"cimid/agent/job"
 	"cimid/agent/storage"
@@ -42,27 +41,10 @@ func newEnv(t *testing.T) *env {
 	if _, err := exec.LookPath("qemu-img"); err != nil {
 		t.Fatalf("qemu-img is needed: %v", err)
 	}
-	dir := t.TempDir()
 	drv := fake.New()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := agent.New(ctx, agent.Config{StateDir: dir, Socket: filepath.Join(dir, "s.sock"), DomainType: hypervisor.DomainQEMU}, drv, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ready, done := make(chan struct{}), make(chan error, 1)
-	go func() { done <- a.Run(ctx, func() { close(ready) }) }()
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("agent stopped: %v", err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		drv.Close()
-	})
-	return &env{t: t, h: a.Handler(), drv: drv, dir: dir}
+	t.Cleanup(func() { drv.Close() }) // after the agent stopped
+	e, _ := startEnv(t, t.TempDir(), drv)
+	return e
 }
 
 type reply struct {
