@@ -214,8 +214,10 @@ func (s *Service) runDelete(ctx context.Context, x *job.Exec) error {
 	return nil
 }
 
-// machineJob wraps an action: it loads the Machine, runs the step, and on
-// failure or cancel puts the Machine back to what libvirt shows.
+// machineJob wraps an action: it loads the Machine and runs the step; the
+// Machine's state, as libvirt shows it then, is stored with the Job's
+// end. On failure or cancel it puts the Machine back to what libvirt
+// shows.
 func (s *Service) machineJob(step func(ctx context.Context, x *job.Exec, m machineRecord, force bool) error) job.Handler {
 	return func(ctx context.Context, x *job.Exec) error {
 		var p machineParams
@@ -239,8 +241,11 @@ func (s *Service) machineJob(step func(ctx context.Context, x *job.Exec, m machi
 		if err := step(ctx, x, m, p.Force); err != nil {
 			return err
 		}
-		x.Commit()
-		return nil
+		st, err := s.drv.DomainStatus(ctx, m.Domain)
+		if err != nil {
+			return err
+		}
+		return s.endObserved(x, m.ID, st, nil)
 	}
 }
 
@@ -265,7 +270,7 @@ func (s *Service) doStart(ctx context.Context, x *job.Exec, m machineRecord, _ b
 		return err
 	}
 	x.SetMessage("Machine started")
-	return s.settle(ctx, m.ID)
+	return nil
 }
 
 func (s *Service) doPause(ctx context.Context, x *job.Exec, m machineRecord, _ bool) error {
@@ -276,7 +281,7 @@ func (s *Service) doPause(ctx context.Context, x *job.Exec, m machineRecord, _ b
 		}
 	}
 	x.SetMessage("Machine paused")
-	return s.settle(ctx, m.ID)
+	return nil
 }
 
 func (s *Service) doSuspend(ctx context.Context, x *job.Exec, m machineRecord, _ bool) error {
@@ -291,7 +296,7 @@ func (s *Service) doSuspend(ctx context.Context, x *job.Exec, m machineRecord, _
 		}
 	}
 	x.SetMessage("Machine suspended, its memory saved to disk")
-	return s.settle(ctx, m.ID)
+	return nil
 }
 
 func (s *Service) doStop(ctx context.Context, x *job.Exec, m machineRecord, force bool) error {
@@ -300,7 +305,7 @@ func (s *Service) doStop(ctx context.Context, x *job.Exec, m machineRecord, forc
 	}
 	s.clearStop(ctx, m.ID)
 	s.setDesired(ctx, m, cimi.StateStopped) // and no deadline any more
-	return s.settle(ctx, m.ID)
+	return nil
 }
 
 // restartPhase is the checkpoint of a restart.
@@ -326,7 +331,7 @@ func (s *Service) doRestart(ctx context.Context, x *job.Exec, m machineRecord, f
 				}
 				s.clearStop(ctx, m.ID)
 				x.SetMessage("Machine reset")
-				return s.settle(ctx, m.ID)
+				return nil
 			}
 		}
 		if err := s.stopDomain(ctx, x, m, force); err != nil {

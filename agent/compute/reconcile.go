@@ -10,6 +10,7 @@ import (
 	"cimid/agent/cimi"
 	"cimid/agent/errdefs"
 	"cimid/agent/events"
+	"cimid/agent/job"
 	"cimid/hypervisor"
 	"cimid/store"
 )
@@ -144,6 +145,44 @@ func (s *Service) settle(ctx context.Context, id string) error {
 		return nil
 	}
 	return s.setState(id, state, msg)
+}
+
+// endObserved ends a Job as SUCCESS in one transaction with its last
+// changes: apply's (none when nil), and the Machine's state as st shows
+// it (after an action, or leaving CAPTURING), with the event of that
+// change.
+func (s *Service) endObserved(x *job.Exec, machineID string, st hypervisor.DomainStatus, apply func(tx *store.Tx, m *machineRecord) error) error {
+	state, msg, observed := observedState(st, "")
+	publish := func() {}
+	err := x.Succeed(func(tx *store.Tx) error {
+		m, err := records.Get[machineRecord](tx, kindMachines, machineID, "Machine")
+		if err != nil {
+			return err
+		}
+		before := m
+		if apply != nil {
+			if err := apply(tx, &m); err != nil {
+				return err
+			}
+		}
+		if observed {
+			m.State = state
+			if msg != "" {
+				m.StatusMessage = msg
+			}
+			if before.State != state {
+				if publish, err = s.stageStateEvent(tx, before, state, msg, originAPI); err != nil {
+					return err
+				}
+			}
+		}
+		return records.Put(tx, kindMachines, machineID, m)
+	})
+	if err != nil {
+		return err
+	}
+	publish()
+	return nil
 }
 
 // resyncMachine follows an outside change of one Machine, unless a Job of

@@ -362,7 +362,7 @@ func (s *Service) runCapture(ctx context.Context, x *job.Exec) error {
 		return err
 	}
 	x.SetMessage(fmt.Sprintf("Machine captured into a standalone image (%d MiB virtual size)", info.VirtualSize>>20))
-	err = s.endImageJob(x, m.ID, st, func(tx *store.Tx, _ *machineRecord) error {
+	err = s.endObserved(x, m.ID, st, func(tx *store.Tx, _ *machineRecord) error {
 		cur, err := records.Get[imageRecord](tx, kindImages, im.ID, "MachineImage")
 		if err != nil {
 			return err
@@ -379,41 +379,6 @@ func (s *Service) runCapture(ctx context.Context, x *job.Exec) error {
 	if err := s.drv.RefreshPool(ctx, s.poolName); err != nil {
 		x.Log().Warn("refresh pool", "err", err)
 	}
-	return nil
-}
-
-// endImageJob ends a capture or snapshot Job in one transaction with its
-// last changes: apply's, and the Machine leaving CAPTURING for the state
-// st shows, with the event of that change.
-func (s *Service) endImageJob(x *job.Exec, machineID string, st hypervisor.DomainStatus, apply func(tx *store.Tx, m *machineRecord) error) error {
-	state, msg, observed := observedState(st, "")
-	publish := func() {}
-	err := x.Succeed(func(tx *store.Tx) error {
-		m, err := records.Get[machineRecord](tx, kindMachines, machineID, "Machine")
-		if err != nil {
-			return err
-		}
-		before := m
-		if err := apply(tx, &m); err != nil {
-			return err
-		}
-		if observed {
-			m.State = state
-			if msg != "" {
-				m.StatusMessage = msg
-			}
-			if before.State != state {
-				if publish, err = s.stageStateEvent(tx, before, state, msg, originAPI); err != nil {
-					return err
-				}
-			}
-		}
-		return records.Put(tx, kindMachines, machineID, m)
-	})
-	if err != nil {
-		return err
-	}
-	publish()
 	return nil
 }
 
@@ -520,7 +485,7 @@ func (s *Service) runSnapshot(ctx context.Context, x *job.Exec) error {
 		what = "its disks and memory"
 	}
 	x.SetMessage(fmt.Sprintf("snapshot of Machine %s taken (%s, %d volume(s))", m.ID, what, len(im.SnapshotVolumes)))
-	return s.endImageJob(x, m.ID, st, func(tx *store.Tx, mach *machineRecord) error {
+	return s.endObserved(x, m.ID, st, func(tx *store.Tx, mach *machineRecord) error {
 		cur, err := records.Get[imageRecord](tx, kindImages, im.ID, "MachineImage")
 		if err != nil {
 			return err
