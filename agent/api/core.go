@@ -260,7 +260,7 @@ func (c *Core) stopJob(rq *Request) (Reply, error) {
 	if err != nil {
 		return Reply{}, err
 	}
-	return Reply{Status: http.StatusAccepted, JobID: rec.ID, Location: "jobs/" + rec.ID}, nil
+	return Reply{Status: http.StatusAccepted, JobID: rec.ID, Location: "jobs/" + rec.ID, ActsOnJob: true}, nil
 }
 
 func (c *Core) deleteJob(rq *Request) (Reply, error) {

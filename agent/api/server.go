@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -47,7 +48,11 @@ type Reply struct {
 	Body     any    // a cimi document, or nil for an empty body
 	Location string // resource path (relative to the base URI) for the Location header
 	JobID    string // set for state-changing requests: the CIMI-Job-URI header
-	ETag     string
+	// ActsOnJob is set when JobID names the Job the request acts on (a
+	// stop of a Job), not one it started: such an answer is never made
+	// synchronous, since that Job's end is not the request's.
+	ActsOnJob bool
+	ETag      string
 	// PreferenceApplied names the preferences of the Prefer header that
 	// were honoured (RFC 7240).
 	PreferenceApplied string
@@ -151,14 +156,17 @@ func (s *Server) wrap(h HandlerFunc) http.Handler {
 		rq.jsonMembers = format == cimi.JSON && !q.Reshapes()
 		unlock := func() {}
 		if ifMatch := r.Header.Get("If-Match"); ifMatch != "" && r.Method != http.MethodGet && r.Method != http.MethodHead {
-			if unlock, err = s.checkIfMatch(r, ifMatch); err != nil {
+			held, err := s.checkIfMatch(r, ifMatch)
+			if err != nil {
 				s.fail(w, r, err)
 				return
 			}
+			unlock = sync.OnceFunc(held)
+			defer unlock() // also when the handler panics
 		}
 		reply, err := h(rq)
 		unlock() // the change is submitted: what it waits for is its Job
-		if err == nil && reply.Status == http.StatusAccepted && r.Method != http.MethodGet {
+		if err == nil && reply.Status == http.StatusAccepted && !reply.ActsOnJob && r.Method != http.MethodGet {
 			if wait, ok := preferredWait(r.Header.Values("Prefer")); ok && s.jobs != nil && reply.JobID != "" {
 				if s.awaitJob(w, rq, &reply, min(wait, MaxJobWait)) {
 					return
@@ -222,10 +230,15 @@ func (s *Server) read(rq *Request, path string) *recordedResponse {
 	get := rq.Request.Clone(rq.Context())
 	get.Method, get.Body, get.ContentLength = http.MethodGet, http.NoBody, 0
 	get.URL.Path, get.URL.RawPath = "/cimi/"+strings.TrimPrefix(path, "/"), ""
-	get.URL.RawQuery = ""
-	if f := rq.URL.Query().Get("$format"); f != "" {
-		get.URL.RawQuery = url.Values{"$format": {f}}.Encode()
+	// The query options that shape a representation apply to the one
+	// answered.
+	kept := url.Values{}
+	for _, name := range []string{"$format", "$select", "$expand"} {
+		if v, ok := rq.URL.Query()[name]; ok {
+			kept[name] = v
+		}
 	}
+	get.URL.RawQuery = kept.Encode()
 	for _, name := range []string{"If-Match", "If-None-Match", "Prefer", "Content-Type"} {
 		get.Header.Del(name)
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"cimid/agent/cimi"
 )
@@ -26,6 +27,9 @@ func (n *noteService) Routes() []Route {
 			var body cimi.MachineImage
 			if err := rq.Decode(&body, "MachineImage"); err != nil {
 				return Reply{}, err
+			}
+			if body.Name == "panic" {
+				panic("a handler fault")
 			}
 			n.name = body.Name
 			return Reply{}, nil
@@ -111,6 +115,27 @@ func TestURLsPath(t *testing.T) {
 	}
 	if _, ok := u.Path("http://elsewhere/api/machines/1"); ok {
 		t.Error("an href outside /cimi/ was accepted")
+	}
+}
+
+// A handler that panics while it holds a resource's If-Match lock lets it
+// go: the next conditional write is served.
+func TestIfMatchLockSurvivesPanic(t *testing.T) {
+	s := newTestServer()
+	tag := serve(s, "GET", "/cimi/notes/1", "").Header().Get("ETag")
+	func() {
+		defer func() { recover() }() // as net/http does for a connection
+		serve(s, "PUT", "/cimi/notes/1", `{"name":"panic"}`, "If-Match", tag)
+	}()
+	done := make(chan int)
+	go func() { done <- serve(s, "PUT", "/cimi/notes/1", `{"name":"after"}`, "If-Match", tag).Code }()
+	select {
+	case code := <-done:
+		if code != http.StatusOK {
+			t.Fatalf("conditional write after a panic: %d", code)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the conditional write after a panic waits for the lock the panic held")
 	}
 }
 

@@ -45,6 +45,11 @@ func (t *thingService) Routes() []Route {
 			defer t.mu.Unlock()
 			return Reply{Body: doc(rq, rq.Vars["id"], t.names[rq.Vars["id"]])}, nil
 		}},
+		// poke answers with the Job it is given, as a stop of a Job does:
+		// a Job the request acts on, not one it started.
+		{Method: http.MethodPost, Path: "/things/poke", Handler: func(rq *Request) (Reply, error) {
+			return Reply{Status: http.StatusAccepted, JobID: rq.URL.Query().Get("job"), ActsOnJob: true}, nil
+		}},
 		{Method: http.MethodDelete, Path: "/things/{id}", Handler: func(rq *Request) (Reply, error) {
 			j, err := t.jobs.Submit(job.Record{Kind: "make", Target: "things/" + rq.Vars["id"],
 				Params: json.RawMessage(`"` + rq.URL.Query().Get("how") + `:"`)}, nil)
@@ -106,6 +111,18 @@ func TestSynchronousAnswer(t *testing.T) {
 	}
 	if j, _ := runner.Get(jobURI[strings.LastIndex(jobURI, "/")+1:]); j.State != job.Success {
 		t.Fatalf("the Job of a 201 is %s", j.State)
+	}
+	// The query options that shape a representation shape the 201's.
+	r = serve(s, "POST", "/cimi/things?$select=description", "{}", "Prefer", "wait=10")
+	var selected map[string]any
+	if err := json.Unmarshal(r.Body.Bytes(), &selected); r.Code != http.StatusCreated || err != nil || selected["id"] == nil || selected["name"] != nil {
+		t.Fatalf("POST ?$select=description with Prefer: %d %s", r.Code, r.Body)
+	}
+	// A request that acts on a Job it did not start is never made
+	// synchronous by that Job's end.
+	done := jobURI[strings.LastIndex(jobURI, "/")+1:]
+	if r := serve(s, "POST", "/cimi/things/poke?job="+done, "{}", "Prefer", "wait=10"); r.Code != http.StatusAccepted {
+		t.Fatalf("a request acting on a succeeded Job: %d %v", r.Code, r.Header())
 	}
 	// In XML too.
 	r = serve(s, "POST", "/cimi/things?$format=xml", "{}", "Prefer", "wait=10")
