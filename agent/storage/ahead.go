@@ -2,7 +2,6 @@ package storage
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -109,33 +108,34 @@ func (a *ahead) making(id string) bool {
 
 // removeUnrecordedScratch removes the ".part" files of volumes that have
 // no record: made ahead for a create whose record was never committed.
-// It runs at start-up, before any request is served.
+// It runs at start-up, before any request is served. A file whose record
+// cannot be read is left, and said so: the file is small, and the start
+// goes on.
 func (s *Service) removeUnrecordedScratch() error {
 	entries, err := os.ReadDir(s.poolDir)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", s.poolDir, err)
 	}
-	var errs []error
 	for _, e := range entries {
 		id, ok := scratchVolumeID(e.Name())
 		if !ok {
 			continue
 		}
 		_, err := view[volumeRecord](s.db, kindVolumes, id, "Volume")
-		if err == nil {
+		switch {
+		case err == nil:
 			continue // its create Job makes the file again
-		}
-		if !errdefs.Is(err, errdefs.NotFound) {
-			errs = append(errs, err)
+		case !errdefs.Is(err, errdefs.NotFound):
+			s.log.Warn("partial volume image left in place: its record cannot be read", "file", e.Name(), "err", err)
 			continue
 		}
 		if err := removeFiles(filepath.Join(s.poolDir, e.Name())); err != nil {
-			errs = append(errs, err)
+			s.log.Warn("partial image of a volume never recorded could not be removed", "file", e.Name(), "err", err)
 			continue
 		}
 		s.log.Info("removed the partial image of a volume whose creation was never recorded", "file", e.Name())
 	}
-	return errors.Join(errs...)
+	return nil
 }
 
 // scratchVolumeID reads the Volume id from the name of a volume's partial
