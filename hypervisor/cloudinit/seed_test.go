@@ -267,6 +267,9 @@ func TestCredentialKeepsTheUsersChoice(t *testing.T) {
 		{"cloud-config listing users", "#cloud-config\nusers:\n  - name: bob\n", false},
 		{"cloud-config listing no users at all", "#cloud-config\nusers : []\n", false},
 		{"cloud-config listing the default user", "#cloud-config\nusers:\n  - default\n  - name: bob\n", false},
+		{"cloud-config with the key quoted", "#cloud-config\n\"users\": [{name: bob}]\n", false},
+		{"cloud-config written as JSON", "#cloud-config\n{\"runcmd\": [\"true\"], \"users\": [{\"name\": \"bob\"}]}\n", false},
+		{"cloud-config written as JSON without users", "#cloud-config\n{\"write_files\": [{\"path\": \"/x\", \"users\": 1}]}\n", true},
 		{"a MIME part in base64 listing users", mimeDoc("base64", b64), false},
 		{"a MIME part in quoted-printable listing users", mimeDoc("quoted-printable", "#cloud-config\nusers=3A\n  - name: bob"), false},
 	} {

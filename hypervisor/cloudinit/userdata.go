@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"mime"
@@ -125,9 +126,25 @@ func (p part) listsUsers() bool {
 		}
 		body = decoded
 	}
-	for _, line := range strings.Split(string(body), "\n") {
-		if rest, ok := strings.CutPrefix(line, "users"); ok && strings.HasPrefix(strings.TrimLeft(rest, " \t"), ":") {
-			return true
+	return setsUsers(string(body))
+}
+
+// setsUsers tells whether a cloud-config document sets the top-level key
+// users: written in block-style YAML, where top-level keys start a line
+// (bare or quoted), or as a JSON object, which YAML reads too.
+func setsUsers(doc string) bool {
+	if rest := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(doc), "#cloud-config")); strings.HasPrefix(rest, "{") {
+		var keys map[string]json.RawMessage
+		if json.Unmarshal([]byte(rest), &keys) == nil {
+			_, ok := keys["users"]
+			return ok
+		}
+	}
+	for _, line := range strings.Split(doc, "\n") {
+		for _, key := range []string{"users", `"users"`, "'users'"} {
+			if rest, ok := strings.CutPrefix(line, key); ok && strings.HasPrefix(strings.TrimLeft(rest, " \t"), ":") {
+				return true
+			}
 		}
 	}
 	return false
