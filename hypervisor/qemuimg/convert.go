@@ -58,6 +58,7 @@ func runWithProgress(ctx context.Context, args []string, progress func(float64))
 	if err != nil {
 		return err
 	}
+	defer holdThread()()
 	if err := cmd.Start(); err != nil {
 		return commandError(ctx, args, err, "")
 	}

@@ -9,8 +9,10 @@
 // file, external data file or VMDK extent. The order for an import is
 // DetectFormat, CheckSelfContained, Info, Convert.
 //
-// Every function honours its context: qemu-img is killed when it ends.
-// Errors carry what qemu-img printed on stderr.
+// Every function honours its context: qemu-img is killed when it ends,
+// and when the process that started it dies, so that a killed agent leaves
+// no qemu-img writing behind it. Errors carry what qemu-img printed on
+// stderr.
 package qemuimg
 
 import (
@@ -20,7 +22,9 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -41,12 +45,23 @@ const waitDelay = 5 * time.Second
 // CheckSelfContained when an image refers to another file.
 var ErrExternalReference = errors.New("image references an external file")
 
-// command prepares qemu-img with args; it is killed when ctx ends.
+// command prepares qemu-img with args; it is killed when ctx ends, and
+// when the thread that starts it ends (see holdThread).
 func command(ctx context.Context, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, qemuImg, args...)
 	cmd.Env = append(cmd.Environ(), "LC_ALL=C")
 	cmd.WaitDelay = waitDelay
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	return cmd
+}
+
+// holdThread keeps the calling goroutine on its OS thread until release
+// is called. Linux sends a child its death signal when the thread that
+// started it ends, not only the process: qemu-img is started and waited
+// for on a thread no other goroutine can take, and so end, meanwhile.
+func holdThread() (release func()) {
+	runtime.LockOSThread()
+	return runtime.UnlockOSThread
 }
 
 // run executes qemu-img with args and returns its standard output.
@@ -54,6 +69,7 @@ func run(ctx context.Context, args ...string) ([]byte, error) {
 	cmd := command(ctx, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	defer holdThread()()
 	if err := cmd.Run(); err != nil {
 		return stdout.Bytes(), commandError(ctx, args, err, stderr.String())
 	}
