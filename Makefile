@@ -71,7 +71,7 @@ test-crash: host-setup
 # Machine operations through the API against the same work done directly
 # on libvirt and qemu-img: one "bench: ..." line per operation.
 bench: host-setup
-	@echo "running the benchmarks (about seven minutes)..." >&2
+	@echo "running the benchmarks (about five minutes)..." >&2
 	@log=$$(mktemp); \
 	if $(GO) test -run '^$$' -bench . -benchtime 1x -count 1 -timeout 15m ./cmd/cimid/ >$$log 2>&1; then \
 		grep '^bench: ' $$log; rc=$$?; \
