@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"cimid/hypervisor/hostcmd"
 )
 
 // filesystems maps a file system name, as CIMI's format attribute gives it,
@@ -46,16 +48,28 @@ func (f filesystems) names() []string {
 
 // make creates the file system name in the raw image at path.
 func (f filesystems) make(ctx context.Context, name, path string) error {
+	c, err := f.command(ctx, name, path)
+	if err != nil {
+		return err
+	}
+	var out bytes.Buffer
+	c.Stdout, c.Stderr = &out, &out
+	defer hostcmd.Hold()()
+	if err := c.Run(); err != nil {
+		return fmt.Errorf("%s %s: %w: %s", c.Args[0], path, err, strings.TrimSpace(out.String()))
+	}
+	return nil
+}
+
+// command prepares the mkfs of name for the image at path: killed when
+// ctx ends, and with the agent.
+func (f filesystems) command(ctx context.Context, name, path string) (*exec.Cmd, error) {
 	cmd, ok := f[name]
 	if !ok {
-		return fmt.Errorf("no mkfs for %q on this host", name)
+		return nil, fmt.Errorf("no mkfs for %q on this host", name)
 	}
 	c := exec.CommandContext(ctx, cmd[0], append(cmd[1:], path)...)
 	c.WaitDelay = 5 * time.Second
-	var out bytes.Buffer
-	c.Stdout, c.Stderr = &out, &out
-	if err := c.Run(); err != nil {
-		return fmt.Errorf("%s %s: %w: %s", cmd[0], path, err, strings.TrimSpace(out.String()))
-	}
-	return nil
+	hostcmd.Tie(c)
+	return c, nil
 }

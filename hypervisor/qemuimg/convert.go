@@ -8,6 +8,8 @@ import (
 	"io"
 	"regexp"
 	"strconv"
+
+	"cimid/hypervisor/hostcmd"
 )
 
 // Convert copies the image src, read as srcFormat, into a new image dst in
@@ -58,7 +60,7 @@ func runWithProgress(ctx context.Context, args []string, progress func(float64))
 	if err != nil {
 		return err
 	}
-	defer holdThread()()
+	defer hostcmd.Hold()()
 	if err := cmd.Start(); err != nil {
 		return commandError(ctx, args, err, "")
 	}

@@ -22,10 +22,10 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
-	"syscall"
 	"time"
+
+	"cimid/hypervisor/hostcmd"
 )
 
 // Image formats this package knows.
@@ -46,22 +46,13 @@ const waitDelay = 5 * time.Second
 var ErrExternalReference = errors.New("image references an external file")
 
 // command prepares qemu-img with args; it is killed when ctx ends, and
-// when the thread that starts it ends (see holdThread).
+// with the agent (started and waited for under hostcmd.Hold).
 func command(ctx context.Context, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, qemuImg, args...)
 	cmd.Env = append(cmd.Environ(), "LC_ALL=C")
 	cmd.WaitDelay = waitDelay
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	hostcmd.Tie(cmd)
 	return cmd
-}
-
-// holdThread keeps the calling goroutine on its OS thread until release
-// is called. Linux sends a child its death signal when the thread that
-// started it ends, not only the process: qemu-img is started and waited
-// for on a thread no other goroutine can take, and so end, meanwhile.
-func holdThread() (release func()) {
-	runtime.LockOSThread()
-	return runtime.UnlockOSThread
 }
 
 // run executes qemu-img with args and returns its standard output.
@@ -69,7 +60,7 @@ func run(ctx context.Context, args ...string) ([]byte, error) {
 	cmd := command(ctx, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	defer holdThread()()
+	defer hostcmd.Hold()()
 	if err := cmd.Run(); err != nil {
 		return stdout.Bytes(), commandError(ctx, args, err, stderr.String())
 	}

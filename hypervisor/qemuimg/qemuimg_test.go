@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"cimid/hypervisor/hostcmd"
 )
 
 // These tests run the real qemu-img.
@@ -470,5 +472,12 @@ func TestParseProgress(t *testing.T) {
 	want := []float64{0, 1.01, 55.5, 100}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("progress %v, want %v", got, want)
+	}
+}
+
+// qemu-img dies with the agent: every command is tied to its life.
+func TestCommandsAreTied(t *testing.T) {
+	if !hostcmd.Tied(command(context.Background(), "info")) {
+		t.Fatal("qemu-img is not tied to the agent's life")
 	}
 }
