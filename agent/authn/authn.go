@@ -155,8 +155,6 @@ func (a *Authenticator) Middleware(next http.Handler) http.Handler {
 		}
 		rec := &statusRecorder{ResponseWriter: w}
 		next.ServeHTTP(rec, r)
-		// The client has its answer before the trail is written.
-		_ = http.NewResponseController(w).Flush()
 		a.audit.Log(r.Context(), AuditRecord{
 			Event: "request", Who: id.String(), UID: id.UID, Method: r.Method, Path: r.URL.Path, Status: rec.code(),
 			Job: w.Header().Get("CIMI-Job-URI"), Location: w.Header().Get("Location"), Remote: r.RemoteAddr,
