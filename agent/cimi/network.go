@@ -179,6 +179,13 @@ type AddressTemplate struct {
 type AddressTemplateInput struct {
 	Href string `json:"href,omitempty" xml:"href,attr,omitempty"`
 	InputCommon
+	AddressValues
+	Extra Extra `json:"-" xml:",any"`
+}
+
+// AddressValues are the attributes an AddressTemplate gives an Address,
+// in a template by value and in a bare AddressTemplate document alike.
+type AddressValues struct {
 	IP             string   `json:"ip,omitempty" xml:"ip,omitempty"`
 	Hostname       string   `json:"hostname,omitempty" xml:"hostname,omitempty"`
 	Allocation     string   `json:"allocation,omitempty" xml:"allocation,omitempty"`
@@ -188,7 +195,6 @@ type AddressTemplateInput struct {
 	Mask           string   `json:"mask,omitempty" xml:"mask,omitempty"`
 	Network        *Ref     `json:"network,omitempty" xml:"network,omitempty"`
 	MACAddress     string   `json:"macAddress,omitempty" xml:"macAddress,omitempty"`
-	Extra          Extra    `json:"-" xml:",any"`
 }
 
 // AddressTemplateCreate is the body of an AddressTemplate create; a bare
@@ -197,16 +203,8 @@ type AddressTemplateCreate struct {
 	XMLName xml.Name `json:"-"`
 	InputCommon
 	AddressTemplate *AddressTemplateInput `json:"addressTemplate,omitempty" xml:"addressTemplate,omitempty"`
-	IP              string                `json:"ip,omitempty" xml:"ip,omitempty"`
-	Hostname        string                `json:"hostname,omitempty" xml:"hostname,omitempty"`
-	Allocation      string                `json:"allocation,omitempty" xml:"allocation,omitempty"`
-	DefaultGateway  string                `json:"defaultGateway,omitempty" xml:"defaultGateway,omitempty"`
-	DNS             []string              `json:"dns,omitempty" xml:"dns,omitempty"`
-	Protocol        string                `json:"protocol,omitempty" xml:"protocol,omitempty"`
-	Mask            string                `json:"mask,omitempty" xml:"mask,omitempty"`
-	Network         *Ref                  `json:"network,omitempty" xml:"network,omitempty"`
-	MACAddress      string                `json:"macAddress,omitempty" xml:"macAddress,omitempty"`
-	Extra           Extra                 `json:"-" xml:",any"`
+	AddressValues
+	Extra Extra `json:"-" xml:",any"`
 }
 
 // AddressCreate is the body of an Address create.

@@ -222,7 +222,7 @@ func (s *Service) addressTemplateInput(tx *store.Tx, urls api.URLs, in *cimi.Add
 	if err != nil {
 		return nil, err
 	}
-	out := &cimi.AddressTemplateInput{IP: t.IP, Hostname: t.Hostname, MACAddress: t.MAC}
+	out := &cimi.AddressTemplateInput{AddressValues: cimi.AddressValues{IP: t.IP, Hostname: t.Hostname, MACAddress: t.MAC}}
 	if t.NetworkID != "" {
 		out.Network = &cimi.Ref{Href: urls.Abs(networkPath(t.NetworkID))}
 	}
@@ -558,8 +558,7 @@ func (s *Service) createAddressTemplate(rq *api.Request) (api.Reply, error) {
 	}
 	in := body.AddressTemplate
 	if in == nil {
-		in = &cimi.AddressTemplateInput{IP: body.IP, Hostname: body.Hostname, Allocation: body.Allocation, DefaultGateway: body.DefaultGateway,
-			DNS: body.DNS, Protocol: body.Protocol, Mask: body.Mask, Network: body.Network, MACAddress: body.MACAddress}
+		in = &cimi.AddressTemplateInput{AddressValues: body.AddressValues}
 	} else if body.IP != "" || body.Network != nil || body.MACAddress != "" || body.Hostname != "" {
 		return api.Reply{}, errdefs.Invalidf("give the template's attributes either inside addressTemplate or at the top level, not both")
 	}
