@@ -161,17 +161,9 @@ type Address struct {
 type AddressTemplate struct {
 	XMLName xml.Name `json:"-" xml:"AddressTemplate"`
 	Common
-	IP             string      `json:"ip,omitempty" xml:"ip,omitempty"`
-	Hostname       string      `json:"hostname,omitempty" xml:"hostname,omitempty"`
-	Allocation     string      `json:"allocation,omitempty" xml:"allocation,omitempty"`
-	DefaultGateway string      `json:"defaultGateway,omitempty" xml:"defaultGateway,omitempty"`
-	DNS            []string    `json:"dns,omitempty" xml:"dns,omitempty"`
-	Protocol       string      `json:"protocol,omitempty" xml:"protocol,omitempty"`
-	Mask           string      `json:"mask,omitempty" xml:"mask,omitempty"`
-	Network        *Ref        `json:"network,omitempty" xml:"network,omitempty"`
-	MACAddress     string      `json:"macAddress,omitempty" xml:"macAddress,omitempty"`
-	Operations     []Operation `json:"operations,omitempty" xml:"operation,omitempty"`
-	Extra          Extra       `json:"-" xml:",any"`
+	AddressValues
+	Operations []Operation `json:"operations,omitempty" xml:"operation,omitempty"`
+	Extra      Extra       `json:"-" xml:",any"`
 }
 
 // AddressTemplateInput is an AddressTemplate given by reference (Href) or
@@ -184,7 +176,8 @@ type AddressTemplateInput struct {
 }
 
 // AddressValues are the attributes an AddressTemplate gives an Address,
-// in a template by value and in a bare AddressTemplate document alike.
+// in the template's document, in a template by value and in a bare
+// AddressTemplate create alike.
 type AddressValues struct {
 	IP             string   `json:"ip,omitempty" xml:"ip,omitempty"`
 	Hostname       string   `json:"hostname,omitempty" xml:"hostname,omitempty"`

@@ -543,7 +543,7 @@ func (s *Service) addressTemplateRoutes() []api.Route {
 
 func (s *Service) addressTemplateDoc(urls api.URLs, t addressTemplateRecord) *cimi.AddressTemplate {
 	d := &cimi.AddressTemplate{Common: commonDoc(urls, "AddressTemplate", kindAddressTemplates+"/"+t.ID, t.meta),
-		IP: t.IP, Hostname: t.Hostname, Allocation: cimi.AllocationStatic, Protocol: "IPv4", MACAddress: t.MAC}
+		AddressValues: cimi.AddressValues{IP: t.IP, Hostname: t.Hostname, Allocation: cimi.AllocationStatic, Protocol: "IPv4", MACAddress: t.MAC}}
 	if t.NetworkID != "" {
 		d.Network = cimi.NewRef(urls.Abs(networkPath(t.NetworkID)))
 	}
